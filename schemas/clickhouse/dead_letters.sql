@@ -1,0 +1,17 @@
+-- Inputs that failed to decode or validate, with the raw bytes and the reason.
+-- Kept ${raw_ttl_days} days after rejection. Not partitioned: a replay rejected in another
+-- month must still meet (and replace) its first copy, and the table stays small.
+CREATE TABLE IF NOT EXISTS ${database}.dead_letters
+(
+    dead_letter_id String,
+    source_topic LowCardinality(String),
+    raw String,
+    reason String,
+    error_type LowCardinality(String),
+    received_at DateTime64(3, 'UTC'),
+    `partition` Nullable(Int32),
+    `offset` Nullable(Int64)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (source_topic, dead_letter_id)
+TTL toDateTime(received_at) + INTERVAL ${raw_ttl_days} DAY
