@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test lint format typecheck bench clean
+.PHONY: venv demo test lint format typecheck bench clean kafka-jars kafka
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,12 +26,21 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy detectors schemas
 
-test: venv lint typecheck
+test: venv lint typecheck kafka-jars
 	$(BIN)/python -m pytest -q
 
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# A real Apache Kafka 4.x broker for the tests: jars from Maven Central into .cache/ (once),
+# see tests/support/kafka_broker.py. `make kafka` runs one in the foreground for development.
+KAFKA_PORT ?= 9092
+kafka-jars: venv
+	$(BIN)/python tests/support/kafka_broker.py --resolve-only
+
+kafka: kafka-jars
+	$(BIN)/python tests/support/kafka_broker.py --port $(KAFKA_PORT)
 
 bench: venv
 	$(BIN)/python benchmarks/bench_detectors.py

@@ -1,0 +1,1 @@
+"""Test tooling shared by driftline's test suite (real Kafka broker, ...)."""
