@@ -8,7 +8,9 @@ schema, timestamps in int epoch milliseconds) to an insert row for clickhouse-co
 
 Timestamps become timezone-aware UTC ``datetime`` for the ``DateTime64(3, 'UTC')``
 columns; optional maps become empty maps; prediction features are split into
-``features_num`` / ``features_cat`` / ``features_missing``.
+``features_num`` / ``features_cat`` / ``features_missing``. :data:`TOPIC_TABLES` says
+which tables each topic fills, and :func:`topic_rows` converts one batch of a topic into
+the rows of each of them.
 
 Examples
 --------
@@ -25,7 +27,17 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-__all__ = ["COLUMNS", "SOURCE_SCHEMAS", "ms_to_datetime", "to_row", "to_rows"]
+from schemas.topics import Topic
+
+__all__ = [
+    "COLUMNS",
+    "SOURCE_SCHEMAS",
+    "TOPIC_TABLES",
+    "ms_to_datetime",
+    "to_row",
+    "to_rows",
+    "topic_rows",
+]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -154,6 +166,23 @@ SOURCE_SCHEMAS: Final[dict[str, str]] = {
     "dead_letters": "dead_letter",
 }
 """Avro schema whose records fill each table."""
+
+TOPIC_TABLES: Final[dict[Topic, tuple[str, ...]]] = {
+    Topic.PREDICTIONS: ("predictions",),
+    Topic.LABELS: ("labels",),
+    Topic.DRIFT_METRICS: ("drift_metrics",),
+    Topic.PERFORMANCE_METRICS: ("performance_metrics",),
+    Topic.DRIFT_DETECTIONS: ("drift_detections",),
+    Topic.ALERTS: ("alerts",),
+    Topic.ALERT_ACKS: ("alert_acks",),
+    Topic.MODEL_EVENTS: ("model_versions", "reference_profiles"),
+    Topic.DEAD_LETTERS: ("dead_letters",),
+}
+"""Tables each stored topic fills; retrain requests are not stored (they live on the bus).
+
+A model event fills ``model_versions`` always and ``reference_profiles`` only when it
+carries a ``reference_profile`` (see :func:`topic_rows`).
+"""
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -420,3 +449,55 @@ def to_rows(table: str, records: Iterable[Record]) -> list[Row]:
         One row per record, ready for ``client.insert(..., column_names=COLUMNS[table])``.
     """
     return [to_row(table, record) for record in records]
+
+
+def topic_rows(topic: Topic, records: Iterable[Record]) -> dict[str, list[Row]]:
+    """Convert one batch of a topic's records into the rows of every table it fills.
+
+    Parameters
+    ----------
+    topic
+        A topic of :data:`TOPIC_TABLES`.
+    records
+        Records of the topic's schema.
+
+    Returns
+    -------
+    dict[str, list[tuple]]
+        Table name → rows (``COLUMNS[table]`` order), for each table of
+        ``TOPIC_TABLES[topic]`` that gets at least one row.
+
+    Raises
+    ------
+    ValueError
+        The topic is not stored, or a record does not convert (a required field is
+        missing, see also :func:`to_row`); the message names the record's position.
+
+    Examples
+    --------
+    >>> event = {"event_id": "e-1", "model_name": "churn", "model_version": "4",
+    ...          "event_type": "registered", "timestamp": 0}
+    >>> sorted(topic_rows(Topic.MODEL_EVENTS, [event]))
+    ['model_versions']
+    >>> sorted(topic_rows(Topic.MODEL_EVENTS, [{**event, "reference_profile": "{}"}]))
+    ['model_versions', 'reference_profiles']
+    """
+    tables = TOPIC_TABLES.get(topic)
+    if tables is None:
+        raise ValueError(f"topic {str(topic)!r} is not stored in ClickHouse")
+    batch = list(records)
+    out: dict[str, list[Row]] = {}
+    for table in tables:
+        rows: list[Row] = []
+        for index, record in enumerate(batch):
+            if table == "reference_profiles" and record.get("reference_profile") is None:
+                continue
+            try:
+                rows.append(to_row(table, record))
+            except KeyError as exc:
+                raise ValueError(f"record {index} of {topic}: missing field {exc}") from exc
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"record {index} of {topic}: {exc}") from exc
+        if rows:
+            out[table] = rows
+    return out
