@@ -1,0 +1,319 @@
+"""Two-sample drift statistics: functions of arrays, in the style of ``scipy.stats``.
+
+Each function compares a *reference* distribution with a *current* one and
+returns a float or a small named result. They take what a monitor keeps in
+O(bins) or O(sample) state — bin proportions, category counts, bounded samples
+— never the raw stream. Inputs are assumed clean: missing values (``None``, NaN,
+±inf) are removed by the callers (:mod:`detectors.columns`).
+
+========================  ================================  ====================
+function                  compares                          equals
+========================  ================================  ====================
+:func:`psi`               bin / category proportions        Evidently's PSI formula
+:func:`ks`                two samples                       ``scipy.stats.ks_2samp``
+:func:`chi2`              category counts (2 x K table)     ``scipy.stats.chi2_contingency(correction=False)``
+:func:`jensenshannon`     bin / category proportions        ``scipy.spatial.distance.jensenshannon(base=2)``
+:func:`wasserstein`       two samples, reference std        Evidently's normed Wasserstein
+========================  ================================  ====================
+
+Examples
+--------
+>>> import numpy as np
+>>> from detectors.stats import psi, ks, chi2, jensenshannon, wasserstein
+>>> rng = np.random.default_rng(0)
+>>> ref, cur = rng.normal(0, 1, 2_000), rng.normal(0.5, 1, 2_000)
+>>> result = ks(ref, cur)
+>>> round(result.statistic, 3), result.pvalue < 1e-6
+(0.199, True)
+>>> round(wasserstein(ref, cur, ref_std=float(np.std(ref))), 2)
+0.53
+
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats as _stats
+from scipy.special import rel_entr
+
+__all__ = [
+    "Chi2Result",
+    "KSResult",
+    "chi2",
+    "cramers_v",
+    "jensenshannon",
+    "ks",
+    "psi",
+    "wasserstein",
+]
+
+PSI_EPSILON = 1e-4
+
+
+class KSResult(NamedTuple):
+    """Result of :func:`ks`: the largest CDF gap and its two-sided p-value."""
+
+    statistic: float
+    pvalue: float
+
+
+class Chi2Result(NamedTuple):
+    """Result of :func:`chi2`: Pearson's statistic, p-value and degrees of freedom."""
+
+    statistic: float
+    pvalue: float
+    dof: int
+
+
+def psi(ref_props: ArrayLike, cur_props: ArrayLike, eps: float = PSI_EPSILON) -> float:
+    r"""Population Stability Index between two binned distributions.
+
+    .. math:: \mathrm{PSI} = \sum_i (c_i - r_i) \ln \frac{c_i}{r_i}
+
+    PSI is a symmetrised Kullback-Leibler divergence (Jeffreys divergence). It
+    does not depend on the sample size, so one threshold serves windows of any
+    size. The usual reading, from credit scoring (Siddiqi, 2006; Yurdakul, 2018):
+
+    * ``PSI < 0.1`` — no significant change;
+    * ``0.1 <= PSI < 0.2`` — moderate change, worth a look;
+    * ``PSI >= 0.2`` — significant change.
+
+    Parameters
+    ----------
+    ref_props, cur_props
+        Proportions per bin (or category), same length, each summing to 1.
+        They are not renormalised.
+    eps
+        An empty bin makes the log infinite, so on each side separately every
+        proportion below ``eps`` is replaced by ``eps`` (``0.0001`` is
+        Evidently's constant). The choice caps the contribution of one bin
+        that is empty on one side: with ``eps=1e-4`` a bin holding 1 % of the
+        current data and none of the reference adds ``0.0099 * ln(100) = 0.046``.
+        ``eps=0`` disables the replacement (the caller guarantees no zeros).
+
+    Returns
+    -------
+    float
+        Non-negative; 0 when the distributions are equal.
+
+    Examples
+    --------
+    >>> from detectors.stats import psi
+    >>> round(psi([0.25, 0.25, 0.25, 0.25], [0.25, 0.25, 0.25, 0.25]), 6)
+    0.0
+    >>> round(psi([0.25, 0.25, 0.25, 0.25], [0.10, 0.20, 0.30, 0.40]), 4)
+    0.2282
+
+    References
+    ----------
+    .. [1] N. Siddiqi, "Credit Risk Scorecards", Wiley, 2006, ch. 8.
+    .. [2] B. Yurdakul, "Statistical properties of population stability index",
+       PhD thesis, Western Michigan University, 2018.
+
+    """
+    r = np.asarray(ref_props, dtype=np.float64)
+    c = np.asarray(cur_props, dtype=np.float64)
+    if r.shape != c.shape:
+        raise ValueError(f"proportions differ in length: {r.shape} vs {c.shape}")
+    if eps > 0:
+        r = np.where(r < eps, eps, r)
+        c = np.where(c < eps, eps, c)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def ks(ref_sample: ArrayLike, cur_sample: ArrayLike) -> KSResult:
+    """Two-sample Kolmogorov-Smirnov test.
+
+    The statistic ``D`` is the largest vertical gap between the two empirical
+    CDFs (0..1); the p-value is that of ``scipy.stats.ks_2samp`` (two-sided,
+    ``method="auto"``: exact for samples up to 10 000, asymptotic beyond).
+    The p-value of KS shrinks with the sample size: at 100 000 events a shift
+    of 0.1 standard deviations is "significant" (p < 1e-50) though harmless,
+    which is why :mod:`detectors.drift` also requires ``D`` to be large.
+
+    Parameters
+    ----------
+    ref_sample, cur_sample
+        Finite, non-empty samples.
+
+    Examples
+    --------
+    >>> from detectors.stats import ks
+    >>> ks([1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0])
+    KSResult(statistic=0.5, pvalue=0.7714285714285716)
+
+    References
+    ----------
+    .. [1] N. Smirnov, "Table for estimating the goodness of fit of empirical
+       distributions", Annals of Mathematical Statistics 19 (1948) 279-281.
+
+    """
+    with warnings.catch_warnings():
+        # scipy says so when the exact p-value fails and it uses the asymptotic one, as
+        # method="auto" intends; in a monitor that would be one log line per window.
+        warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful")
+        res = _stats.ks_2samp(
+            np.asarray(ref_sample, dtype=np.float64), np.asarray(cur_sample, dtype=np.float64)
+        )
+    return KSResult(float(res.statistic), float(res.pvalue))
+
+
+def chi2(ref_counts: ArrayLike, cur_counts: ArrayLike) -> Chi2Result:
+    """Pearson's chi-square test of homogeneity on the 2 x K table of counts.
+
+    Tests whether reference and current are samples of one categorical
+    distribution. Categories empty on both sides are dropped first; with fewer
+    than two categories left there is nothing to compare and the result is
+    ``(0.0, 1.0, 0)``. No continuity correction. This is *not* Evidently's
+    ``chisquare`` stattest, which is a goodness-of-fit test of the current
+    counts against the reference proportions taken as exact (it ignores the
+    reference's own sampling noise, so it rejects more often).
+
+    Parameters
+    ----------
+    ref_counts, cur_counts
+        Counts per category, same length; each side must have a positive total.
+
+    Examples
+    --------
+    >>> from detectors.stats import chi2
+    >>> chi2([50, 30, 20, 0], [30, 30, 40, 0])
+    Chi2Result(statistic=11.666666666666668, pvalue=0.0029282996948181853, dof=2)
+
+    References
+    ----------
+    .. [1] K. Pearson, "On the criterion that a given system of deviations ...",
+       Philosophical Magazine 50 (1900) 157-175.
+
+    """
+    table = np.vstack(
+        [np.asarray(ref_counts, dtype=np.float64), np.asarray(cur_counts, dtype=np.float64)]
+    )
+    if table.ndim != 2:
+        raise ValueError("chi2 expects two 1-D count vectors")
+    if np.any(table < 0):
+        raise ValueError("counts must be non-negative")
+    if np.any(table.sum(axis=1) <= 0):
+        raise ValueError("chi2 needs a positive total count on both sides")
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return Chi2Result(0.0, 1.0, 0)
+    res = _stats.chi2_contingency(table, correction=False)
+    return Chi2Result(float(res.statistic), float(res.pvalue), int(res.dof))
+
+
+def cramers_v(result: Chi2Result, n_total: float) -> float:
+    """Cramér's V of a 2 x K chi-square test: an effect size in 0..1.
+
+    ``V = sqrt(chi2 / (n * min(1, K - 1)))`` with ``n`` the total count of both
+    samples. Unlike the p-value it does not grow with the sample size; 0.1 is
+    conventionally a small effect, 0.3 a medium one (Cohen, 1988).
+
+    Examples
+    --------
+    >>> from detectors.stats import chi2, cramers_v
+    >>> round(cramers_v(chi2([50, 30, 20], [30, 30, 40]), n_total=200), 4)
+    0.2415
+
+    References
+    ----------
+    .. [1] H. Cramér, "Mathematical Methods of Statistics", Princeton, 1946, p. 282.
+    .. [2] J. Cohen, "Statistical Power Analysis for the Behavioral Sciences", 1988.
+
+    """
+    if result.dof == 0 or n_total <= 0:
+        return 0.0
+    return float(np.sqrt(result.statistic / n_total))
+
+
+def jensenshannon(ref_props: ArrayLike, cur_props: ArrayLike, base: float = 2.0) -> float:
+    """Jensen-Shannon distance between two binned distributions.
+
+    The square root of the Jensen-Shannon divergence; with ``base=2`` it lies
+    in 0..1 (1 = disjoint supports). Symmetric, bounded and defined for empty
+    bins, so unlike :func:`psi` it needs no epsilon. Equal to
+    ``scipy.spatial.distance.jensenshannon(ref, cur, base=base)``, except that
+    rounding never makes it NaN for (nearly) equal inputs. Evidently's
+    ``jensenshannon`` stattest uses the natural log (``base=math.e``): its
+    values are ``sqrt(ln 2) = 0.833`` times ours.
+
+    Parameters
+    ----------
+    ref_props, cur_props
+        Non-negative weights per bin, same length; each is normalised to sum 1.
+    base
+        Logarithm base.
+
+    Examples
+    --------
+    >>> from detectors.stats import jensenshannon
+    >>> jensenshannon([1.0, 0.0], [0.0, 1.0])
+    1.0
+    >>> round(jensenshannon([0.5, 0.5], [0.9, 0.1]), 4)
+    0.3831
+
+    References
+    ----------
+    .. [1] J. Lin, "Divergence measures based on the Shannon entropy",
+       IEEE Transactions on Information Theory 37 (1991) 145-151.
+    .. [2] D. M. Endres and J. E. Schindelin, "A new metric for probability
+       distributions", IEEE Transactions on Information Theory 49 (2003) 1858-1860.
+
+    """
+    p = np.asarray(ref_props, dtype=np.float64)
+    q = np.asarray(cur_props, dtype=np.float64)
+    if p.shape != q.shape:
+        raise ValueError(f"proportions differ in length: {p.shape} vs {q.shape}")
+    p = p / np.sum(p)
+    q = q / np.sum(q)
+    m = (p + q) / 2.0
+    js = np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))
+    js /= np.log(base)
+    return float(np.sqrt(max(js / 2.0, 0.0)))
+
+
+def wasserstein(
+    ref_sample: ArrayLike, cur_sample: ArrayLike, ref_std: float, min_std: float = 1e-3
+) -> float:
+    """Wasserstein-1 (earth mover's) distance in units of the reference std.
+
+    ``scipy.stats.wasserstein_distance(ref, cur) / max(ref_std, min_std)``:
+    how far, in reference standard deviations, the current distribution has
+    to be moved to match the reference. 0.1 means a tenth of a standard
+    deviation. This is Evidently's "normed Wasserstein" (threshold 0.1).
+
+    Parameters
+    ----------
+    ref_sample, cur_sample
+        Finite, non-empty samples.
+    ref_std
+        Standard deviation of the (full) reference, population form (``ddof=0``),
+        as stored in :class:`detectors.profile.NumericProfile`.
+    min_std
+        Floor of the divisor. A constant reference has ``std = 0``; rather
+        than dividing by zero the distance is divided by ``min_std`` (0.001,
+        Evidently's floor), so any movement of a constant feature gives a
+        large, finite value. The floor is in the feature's units.
+
+    Examples
+    --------
+    >>> from detectors.stats import wasserstein
+    >>> wasserstein([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], ref_std=0.5)
+    2.0
+    >>> round(wasserstein([5.0, 5.0], [5.0, 5.01], ref_std=0.0), 6)
+    5.0
+
+    References
+    ----------
+    .. [1] L. Vaserstein, "Markov processes over denumerable products of spaces,
+       describing large systems of automata", Problemy Peredachi Informatsii 5 (1969).
+
+    """
+    distance = _stats.wasserstein_distance(
+        np.asarray(ref_sample, dtype=np.float64), np.asarray(cur_sample, dtype=np.float64)
+    )
+    return float(distance / max(float(ref_std), min_std))
