@@ -1,0 +1,475 @@
+"""Label join: ground truth meets its prediction; performance and concept drift come out.
+
+``LabelJoinProcessor`` keeps recent predictions by ``prediction_id`` (bounded by a
+TTL in event time and a memory cap) and joins each label to its prediction —
+in either arrival order, since labels may come hours later, or, rarely, first.
+Each joined pair yields a per-event loss (0/1 error for classification,
+absolute error for regression) that feeds a concept-drift detector (river's
+ADWIN by default) per (model, version); tumbling event-time windows over the
+label time give accuracy / precision / recall / F1 or MAE / RMSE.
+
+Nothing is dropped silently: predictions evicted by the memory cap and labels
+that never find their prediction are counted, and such labels are dead-lettered
+with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from detectors.concept import ConceptDriftDetector
+from schemas.topics import Topic
+from streams.processor import Emit, invalid, stable_id
+
+Task = Literal["classification", "regression"]
+ModelVersion = tuple[str, str]
+
+_SNAPSHOT_VERSION = 1
+
+
+@dataclass
+class _Window:
+    """Sufficient statistics of one performance window: O(classes), not O(events)."""
+
+    n: int = 0
+    correct: int = 0
+    abs_error: float = 0.0
+    sq_error: float = 0.0
+    # per class: [true positives, predicted count, actual count]
+    classes: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, task: Task, pred: Any, label: Any) -> float:
+        self.n += 1
+        if task == "regression":
+            err = float(pred) - float(label)
+            self.abs_error += abs(err)
+            self.sq_error += err * err
+            return abs(err)
+        p, y = _class(pred), _class(label)
+        hit = p == y
+        self.correct += hit
+        self.classes.setdefault(p, [0, 0, 0])[1] += 1
+        self.classes.setdefault(y, [0, 0, 0])[2] += 1
+        if hit:
+            self.classes[y][0] += 1
+        return 0.0 if hit else 1.0
+
+    def metrics(self, task: Task, positive: str | None) -> dict[str, float]:
+        if self.n == 0:
+            return {}
+        if task == "regression":
+            return {"mae": self.abs_error / self.n, "rmse": math.sqrt(self.sq_error / self.n)}
+        out = {"accuracy": self.correct / self.n}
+        if positive is None and set(self.classes) <= {"0", "1"}:
+            positive = "1"
+        if positive is not None:
+            tp, predicted, actual = self.classes.get(positive, [0, 0, 0])
+            precision = tp / predicted if predicted else 0.0
+            recall = tp / actual if actual else 0.0
+        else:  # multiclass: macro average over the classes seen in the window
+            ps, rs = [], []
+            for tp, predicted, actual in self.classes.values():
+                ps.append(tp / predicted if predicted else 0.0)
+                rs.append(tp / actual if actual else 0.0)
+            precision, recall = float(np.mean(ps)), float(np.mean(rs))
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.update({"precision": precision, "recall": recall, "f1": f1})
+        return out
+
+
+def _class(value: Any) -> str:
+    """Class labels compare as text; 1, 1.0 and "1" are the same class."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass
+class _ModelState:
+    task: Task
+    detector: ConceptDriftDetector
+    max_label_ms: int | None = None
+    closed_until_ms: int | None = None
+    windows: dict[int, _Window] = field(default_factory=dict)
+    joined: int = 0
+    late_labels: int = 0
+
+
+class LabelJoinProcessor:
+    """Join labels to predictions; emit performance metrics and concept-drift detections.
+
+    Parameters
+    ----------
+    ttl_ms
+        How long (event time) a prediction waits for its label, and a label for its
+        prediction. Default 7 days.
+    max_pending
+        Memory cap on waiting predictions plus labels; the oldest are evicted first
+        and counted.
+    window_ms, allowed_lateness_ms
+        Tumbling performance windows over label event time, closed by a watermark.
+    detector, detector_params
+        Concept-drift detector on the per-event loss: ``"adwin"`` (default),
+        ``"kswin"`` or ``"page_hinkley"``, with its river parameters.
+    tasks
+        ``"classification"`` or ``"regression"`` per model name. Unknown models are
+        inferred from the first joined pair: a string on either side means
+        classification, numbers mean regression.
+    positive_labels
+        Positive class per model for binary precision / recall / F1; without it, 0/1
+        labels use "1" and other label sets are macro-averaged.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl_ms: int = 7 * 24 * 3_600_000,
+        max_pending: int = 1_000_000,
+        window_ms: int = 3_600_000,
+        allowed_lateness_ms: int = 300_000,
+        detector: str = "adwin",
+        detector_params: Mapping[str, Any] | None = None,
+        tasks: Mapping[str, Task] | None = None,
+        positive_labels: Mapping[str, str] | None = None,
+    ) -> None:
+        if ttl_ms <= 0 or max_pending <= 0 or window_ms <= 0 or allowed_lateness_ms < 0:
+            raise ValueError(
+                "ttl_ms, max_pending and window_ms must be positive, allowed_lateness_ms >= 0"
+            )
+        self.ttl_ms = int(ttl_ms)
+        self.max_pending = int(max_pending)
+        self.window_ms = int(window_ms)
+        self.allowed_lateness_ms = int(allowed_lateness_ms)
+        self.detector = detector
+        self.detector_params = dict(detector_params or {})
+        ConceptDriftDetector(detector, **self.detector_params)  # fail fast on a bad choice
+        self.tasks: dict[str, Task] = dict(tasks or {})
+        self.positive_labels = dict(positive_labels or {})
+        # prediction_id -> (model, version, timestamp, prediction); insertion order ~ arrival
+        self._predictions: OrderedDict[str, tuple[str, str, int, Any]] = OrderedDict()
+        # prediction_id -> label record waiting for its prediction
+        self._labels: OrderedDict[str, dict] = OrderedDict()
+        self._models: dict[ModelVersion, _ModelState] = {}
+        self._max_event_ms: int | None = None
+        self.counters = {
+            "joined": 0,
+            "predictions_expired": 0,
+            "predictions_evicted": 0,
+            "labels_unmatched": 0,
+            "labels_duplicate": 0,
+            "late_labels": 0,
+            "concept_drifts": 0,
+        }
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def process(self, topic: Topic, records: list[dict]) -> list[Emit]:
+        if topic == Topic.PREDICTIONS:
+            out = self._on_predictions(records)
+        elif topic == Topic.LABELS:
+            out = self._on_labels(records)
+        else:
+            return []
+        out.extend(self._expire())
+        out.extend(self._cap())
+        return out
+
+    def flush(self) -> list[Emit]:
+        """Close every open performance window (end of a finite stream)."""
+        out: list[Emit] = []
+        for key, state in self._models.items():
+            for start in sorted(state.windows):
+                out.extend(self._close(key, state, start))
+        return out
+
+    def _on_predictions(self, records: list[dict]) -> list[Emit]:
+        out: list[Emit] = []
+        for rec in records:
+            try:
+                pid, model, version = rec["prediction_id"], rec["model_name"], rec["model_version"]
+                ts, pred = rec["timestamp"], rec["prediction"]
+                _check_ts(ts)
+            except (KeyError, TypeError) as exc:
+                out.append(invalid(Topic.PREDICTIONS, rec, f"invalid prediction: {_reason(exc)}"))
+                continue
+            self._see(ts)
+            waiting = self._labels.pop(pid, None)
+            if waiting is not None and self._expired(waiting["timestamp"]):
+                out.append(
+                    self._unmatched(
+                        waiting, "no prediction with this id arrived within the join TTL"
+                    )
+                )
+                waiting = None
+            if waiting is not None:
+                out.extend(self._join(model, version, pred, waiting))
+            else:
+                self._predictions[pid] = (model, version, ts, pred)
+                self._predictions.move_to_end(pid)
+        return out
+
+    def _on_labels(self, records: list[dict]) -> list[Emit]:
+        out: list[Emit] = []
+        for rec in records:
+            try:
+                pid, label, ts = rec["prediction_id"], rec["label"], rec["timestamp"]
+                _check_ts(ts)
+                rec["model_name"]
+                if label is None or (isinstance(label, float) and not math.isfinite(label)):
+                    raise TypeError("label must be a finite number or a string")
+            except (KeyError, TypeError) as exc:
+                out.append(invalid(Topic.LABELS, rec, f"invalid label: {_reason(exc)}"))
+                continue
+            self._see(ts)
+            pred = self._predictions.pop(pid, None)
+            if pred is not None and self._expired(pred[2]):
+                # expired by event time even if the batch-end sweep has not removed it yet,
+                # so the join does not depend on how the stream was batched
+                self.counters["predictions_expired"] += 1
+                pred = None
+            if pred is None:
+                if pid in self._labels:
+                    self.counters["labels_duplicate"] += 1
+                    out.append(
+                        invalid(Topic.LABELS, rec, f"duplicate label for prediction '{pid}'")
+                    )
+                    continue
+                self._labels[pid] = rec
+                continue
+            model, version, _, prediction = pred
+            out.extend(self._join(model, version, prediction, rec))
+        return out
+
+    # -- join, windows, detector ----------------------------------------------------------
+
+    def _join(self, model: str, version: str, prediction: Any, label_rec: dict) -> list[Emit]:
+        label, ts = label_rec["label"], label_rec["timestamp"]
+        key = (model, version)
+        state = self._models.get(key)
+        if state is None:
+            task = self.tasks.get(model) or _infer_task(prediction, label)
+            state = _ModelState(
+                task=task, detector=ConceptDriftDetector(self.detector, **self.detector_params)
+            )
+            self._models[key] = state
+        if state.task == "regression" and (isinstance(prediction, str) or isinstance(label, str)):
+            return [
+                invalid(
+                    Topic.LABELS,
+                    label_rec,
+                    f"model '{model}' is a regression model but the label or prediction is text",
+                )
+            ]
+        out: list[Emit] = []
+        self.counters["joined"] += 1
+        state.joined += 1
+        start = ts - ts % self.window_ms
+        if state.closed_until_ms is not None and start < state.closed_until_ms:
+            state.late_labels += 1
+            self.counters["late_labels"] += 1
+            loss = _loss(state.task, prediction, label)
+        else:
+            loss = state.windows.setdefault(start, _Window()).add(state.task, prediction, label)
+        if state.detector.update_many(np.array([loss], dtype=np.float64)):
+            self.counters["concept_drifts"] += 1
+            out.append(self._detection(model, version, state, ts, loss))
+        if state.max_label_ms is None or ts > state.max_label_ms:
+            state.max_label_ms = ts
+            out.extend(self._advance(key, state))
+        return out
+
+    def _detection(
+        self, model: str, version: str, state: _ModelState, ts: int, loss: float
+    ) -> Emit:
+        return (
+            Topic.DRIFT_DETECTIONS,
+            {
+                "detection_id": stable_id(
+                    model, version, "concept_drift", self.detector, ts, state.joined
+                ),
+                "model_name": model,
+                "model_version": version,
+                "kind": "concept_drift",
+                "detector": self.detector,
+                "feature": None,
+                "detected_at": ts,
+                "value": float(loss),
+                "threshold": None,
+                "severity": "critical",
+                "details": {"joined_labels": str(state.joined), "task": state.task},
+            },
+        )
+
+    def _advance(self, key: ModelVersion, state: _ModelState) -> list[Emit]:
+        assert state.max_label_ms is not None
+        watermark = state.max_label_ms - self.allowed_lateness_ms
+        out: list[Emit] = []
+        for start in sorted(state.windows):
+            if start + self.window_ms <= watermark:
+                out.extend(self._close(key, state, start))
+        boundary = watermark - watermark % self.window_ms
+        if state.closed_until_ms is None or boundary > state.closed_until_ms:
+            state.closed_until_ms = boundary
+        return out
+
+    def _close(self, key: ModelVersion, state: _ModelState, start: int) -> list[Emit]:
+        window = state.windows.pop(start)
+        model, version = key
+        positive = self.positive_labels.get(model)
+        return [
+            (
+                Topic.PERFORMANCE_METRICS,
+                {
+                    "metric_id": stable_id(model, version, start, metric),
+                    "model_name": model,
+                    "model_version": version,
+                    "window_start": start,
+                    "window_end": start + self.window_ms,
+                    "metric": metric,
+                    "value": float(value),
+                    "n_labels": window.n,
+                },
+            )
+            for metric, value in window.metrics(state.task, positive).items()
+        ]
+
+    # -- bounded memory -------------------------------------------------------------------
+
+    def _see(self, ts: int) -> None:
+        if self._max_event_ms is None or ts > self._max_event_ms:
+            self._max_event_ms = ts
+
+    def _expired(self, ts: int) -> bool:
+        return self._max_event_ms is not None and ts < self._max_event_ms - self.ttl_ms
+
+    def _expire(self) -> list[Emit]:
+        """Drop predictions and labels older than the TTL (event time); unmatched labels are dead-lettered."""
+        if self._max_event_ms is None:
+            return []
+        horizon = self._max_event_ms - self.ttl_ms
+        while self._predictions:
+            pid, (_, _, ts, _) = next(iter(self._predictions.items()))
+            if ts >= horizon:
+                break
+            del self._predictions[pid]
+            self.counters["predictions_expired"] += 1
+        out: list[Emit] = []
+        while self._labels:
+            pid, rec = next(iter(self._labels.items()))
+            if rec["timestamp"] >= horizon:
+                break
+            del self._labels[pid]
+            out.append(
+                self._unmatched(rec, "no prediction with this id arrived within the join TTL")
+            )
+        return out
+
+    def _cap(self) -> list[Emit]:
+        out: list[Emit] = []
+        while len(self._predictions) + len(self._labels) > self.max_pending:
+            if self._predictions:
+                self._predictions.popitem(last=False)
+                self.counters["predictions_evicted"] += 1
+            else:
+                _, rec = self._labels.popitem(last=False)
+                out.append(
+                    self._unmatched(
+                        rec, "evicted by the join's memory cap before its prediction arrived"
+                    )
+                )
+        return out
+
+    def _unmatched(self, rec: dict, why: str) -> Emit:
+        self.counters["labels_unmatched"] += 1
+        return invalid(
+            Topic.LABELS, rec, f"label for prediction '{rec['prediction_id']}' not joined: {why}"
+        )
+
+    # -- state ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        return {
+            **self.counters,
+            "pending_predictions": len(self._predictions),
+            "pending_labels": len(self._labels),
+        }
+
+    def snapshot(self) -> bytes:
+        models = {
+            key: {
+                "task": s.task,
+                "detector": s.detector.snapshot(),
+                "max_label_ms": s.max_label_ms,
+                "closed_until_ms": s.closed_until_ms,
+                "windows": s.windows,
+                "joined": s.joined,
+                "late_labels": s.late_labels,
+            }
+            for key, s in self._models.items()
+        }
+        return pickle.dumps(
+            {
+                "version": _SNAPSHOT_VERSION,
+                "predictions": self._predictions,
+                "labels": self._labels,
+                "models": models,
+                "max_event_ms": self._max_event_ms,
+                "counters": self.counters,
+            },
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    def restore(self, data: bytes) -> None:
+        state = pickle.loads(data)
+        if state.get("version") != _SNAPSHOT_VERSION:
+            raise ValueError(
+                f"unsupported LabelJoinProcessor snapshot version {state.get('version')}"
+            )
+        self._predictions = state["predictions"]
+        self._labels = state["labels"]
+        self._max_event_ms = state["max_event_ms"]
+        self.counters = state["counters"]
+        self._models = {
+            key: _ModelState(
+                task=m["task"],
+                detector=ConceptDriftDetector.restore(m["detector"]),
+                max_label_ms=m["max_label_ms"],
+                closed_until_ms=m["closed_until_ms"],
+                windows=m["windows"],
+                joined=m["joined"],
+                late_labels=m["late_labels"],
+            )
+            for key, m in state["models"].items()
+        }
+
+
+def _infer_task(prediction: Any, label: Any) -> Task:
+    if isinstance(prediction, str | bool) or isinstance(label, str | bool):
+        return "classification"
+    return "regression"
+
+
+def _loss(task: Task, prediction: Any, label: Any) -> float:
+    if task == "regression":
+        return abs(float(prediction) - float(label))
+    return 0.0 if _class(prediction) == _class(label) else 1.0
+
+
+def _check_ts(ts: Any) -> None:
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise TypeError("timestamp must be integer epoch milliseconds")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return str(exc)

@@ -1,0 +1,68 @@
+"""Synthetic prediction streams with a known drift point, shared by the stream tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.profile import ReferenceProfile
+
+HOUR = 3_600_000
+T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR)  # a window boundary
+
+
+def reference(seed: int = 0, n: int = 5_000) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "age": rng.normal(40, 10, n),
+        "income": rng.lognormal(10, 0.5, n),
+        "city": rng.choice(np.array(["a", "b", "c"], dtype=object), n, p=[0.5, 0.3, 0.2]),
+    }
+
+
+def profile(seed: int = 0) -> ReferenceProfile:
+    ref = reference(seed)
+    pred = (ref["age"] > 40).astype(float)
+    return ReferenceProfile.from_columns(
+        ref, prediction=pred, model_name="churn", model_version="1"
+    )
+
+
+def predictions(
+    n_windows: int,
+    per_window: int,
+    *,
+    drift_from: int | None = None,
+    seed: int = 1,
+    model: str = "churn",
+    version: str = "1",
+) -> list[dict]:
+    """Events spread over ``n_windows`` hourly windows; from window ``drift_from`` on,
+    ``age`` shifts by +15 (1.5 reference standard deviations) and city 'c' dominates."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in range(n_windows):
+        drifted = drift_from is not None and w >= drift_from
+        ts = T0 + w * HOUR + np.sort(rng.integers(0, HOUR, per_window))
+        age = rng.normal(55 if drifted else 40, 10, per_window)
+        income = rng.lognormal(10, 0.5, per_window)
+        city = rng.choice(
+            ["a", "b", "c"], per_window, p=[0.2, 0.2, 0.6] if drifted else [0.5, 0.3, 0.2]
+        )
+        for i in range(per_window):
+            out.append(
+                {
+                    "prediction_id": f"{model}-{w}-{i}",
+                    "model_name": model,
+                    "model_version": version,
+                    "timestamp": int(ts[i]),
+                    "features": {
+                        "age": float(age[i]),
+                        "income": float(income[i]),
+                        "city": str(city[i]),
+                    },
+                    "prediction": 1.0 if age[i] > 40 else 0.0,
+                    "scores": None,
+                    "segment": None,
+                }
+            )
+    return out

@@ -1,0 +1,182 @@
+"""LabelJoinProcessor: the join, windowed performance metrics, ADWIN on the loss, bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from stream_data import HOUR, T0
+
+from schemas.codec import AvroCodec
+from schemas.topics import Topic
+from streams.labels import LabelJoinProcessor
+
+
+def pred(i: int, ts: int, p, model: str = "m", version: str = "1") -> dict:
+    return {
+        "prediction_id": f"p{i}",
+        "model_name": model,
+        "model_version": version,
+        "timestamp": ts,
+        "features": {},
+        "prediction": p,
+    }
+
+
+def label(i: int, ts: int, y, model: str = "m") -> dict:
+    return {"prediction_id": f"p{i}", "model_name": model, "label": y, "timestamp": ts}
+
+
+def perf(emits) -> dict[tuple[int, str], dict]:
+    return {(r["window_start"], r["metric"]): r for t, r in emits if t == Topic.PERFORMANCE_METRICS}
+
+
+def test_classification_metrics_equal_sklearn_and_join_works_in_both_orders() -> None:
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(0, 2, n)
+    p = np.where(rng.random(n) < 0.8, y, 1 - y)
+    proc = LabelJoinProcessor(window_ms=HOUR, allowed_lateness_ms=0, tasks={"m": "classification"})
+    out = []
+    for i in range(n):
+        ts = T0 + i * 1000
+        if i % 3 == 0:  # label first, prediction later
+            out += proc.process(Topic.LABELS, [label(i, ts + 500, float(y[i]))])
+            out += proc.process(Topic.PREDICTIONS, [pred(i, ts, float(p[i]))])
+        else:
+            out += proc.process(Topic.PREDICTIONS, [pred(i, ts, float(p[i]))])
+            out += proc.process(Topic.LABELS, [label(i, ts + 500, float(y[i]))])
+    out += proc.flush()
+    m = perf(out)
+    assert m[(T0, "accuracy")]["value"] == pytest.approx(accuracy_score(y, p), abs=1e-12)
+    assert m[(T0, "precision")]["value"] == pytest.approx(precision_score(y, p), abs=1e-12)
+    assert m[(T0, "recall")]["value"] == pytest.approx(recall_score(y, p), abs=1e-12)
+    assert m[(T0, "f1")]["value"] == pytest.approx(f1_score(y, p), abs=1e-12)
+    assert m[(T0, "accuracy")]["n_labels"] == n
+    assert proc.stats()["joined"] == n and proc.stats()["pending_labels"] == 0
+
+
+def test_multiclass_is_macro_averaged() -> None:
+    rng = np.random.default_rng(1)
+    classes = np.array(["cat", "dog", "emu"])
+    y = rng.choice(classes, 300)
+    p = np.where(rng.random(300) < 0.7, y, rng.choice(classes, 300))
+    proc = LabelJoinProcessor(window_ms=HOUR, allowed_lateness_ms=0)
+    out = proc.process(Topic.PREDICTIONS, [pred(i, T0 + i, str(p[i])) for i in range(300)])
+    out += (
+        proc.process(Topic.LABELS, [label(i, T0 + i, str(y[i])) for i in range(300)]) + proc.flush()
+    )
+    m = perf(out)
+    assert m[(T0, "f1")]["value"] == pytest.approx(
+        2
+        * precision_score(y, p, average="macro")
+        * recall_score(y, p, average="macro")
+        / (precision_score(y, p, average="macro") + recall_score(y, p, average="macro")),
+        abs=1e-12,
+    )
+    assert m[(T0, "accuracy")]["value"] == pytest.approx(accuracy_score(y, p), abs=1e-12)
+
+
+def test_regression_mae_rmse() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=200)
+    p = y + rng.normal(0, 0.3, 200)
+    proc = LabelJoinProcessor(window_ms=HOUR, allowed_lateness_ms=0)
+    out = proc.process(Topic.PREDICTIONS, [pred(i, T0 + i, float(p[i])) for i in range(200)])
+    out += (
+        proc.process(Topic.LABELS, [label(i, T0 + i, float(y[i])) for i in range(200)])
+        + proc.flush()
+    )
+    m = perf(out)
+    assert m[(T0, "mae")]["value"] == pytest.approx(np.mean(np.abs(p - y)), abs=1e-12)
+    assert m[(T0, "rmse")]["value"] == pytest.approx(np.sqrt(np.mean((p - y) ** 2)), abs=1e-12)
+
+
+def _error_stream(n: int, change_at: int | None, seed: int) -> tuple[list[dict], list[dict]]:
+    rng = np.random.default_rng(seed)
+    preds, labels = [], []
+    for i in range(n):
+        err_rate = 0.45 if change_at is not None and i >= change_at else 0.1
+        y = int(rng.integers(0, 2))
+        p = y if rng.random() > err_rate else 1 - y
+        ts = T0 + i * 10_000
+        preds.append(pred(i, ts, str(p)))
+        labels.append(label(i, ts + 3_600_000, str(y)))  # labels arrive an hour later
+    return preds, labels
+
+
+def test_adwin_detects_concept_drift_after_the_change_and_not_before() -> None:
+    preds, labels = _error_stream(6000, change_at=3000, seed=3)
+    proc = LabelJoinProcessor(window_ms=HOUR)
+    out = []
+    for i in range(0, 6000, 250):
+        out += proc.process(Topic.PREDICTIONS, preds[i : i + 250])
+        out += proc.process(
+            Topic.LABELS, labels[max(0, i - 360) : i + 250 - 360] if i >= 360 else []
+        )
+    out += proc.process(Topic.LABELS, labels[6000 - 360 :])
+    det = [r for t, r in out if t == Topic.DRIFT_DETECTIONS]
+    assert det, "ADWIN did not fire on a jump of the error rate from 10% to 45%"
+    first = min(r["detected_at"] for r in det)
+    change_ts = labels[3000]["timestamp"]
+    assert first >= change_ts
+    assert first - change_ts < 600 * 10_000  # within 600 events of the change
+    assert det[0]["kind"] == "concept_drift" and det[0]["detector"] == "adwin"
+
+
+def test_no_concept_drift_on_a_stationary_stream() -> None:
+    preds, labels = _error_stream(4000, change_at=None, seed=4)
+    proc = LabelJoinProcessor(window_ms=HOUR)
+    out = proc.process(Topic.PREDICTIONS, preds) + proc.process(Topic.LABELS, labels)
+    assert [r for t, r in out if t == Topic.DRIFT_DETECTIONS] == []
+
+
+def test_unmatched_labels_expire_into_dead_letters_and_memory_is_capped() -> None:
+    proc = LabelJoinProcessor(ttl_ms=HOUR, max_pending=100, window_ms=HOUR)
+    out = proc.process(Topic.LABELS, [label(999, T0, "1")])
+    out += proc.process(Topic.PREDICTIONS, [pred(i, T0 + 2 * HOUR + i, "1") for i in range(150)])
+    dead = [r for t, r in out if t == Topic.DEAD_LETTERS]
+    assert (
+        len(dead) == 1
+        and "p999" in dead[0]["reason"]
+        and "within the join TTL" in dead[0]["reason"]
+    )
+    s = proc.stats()
+    assert s["pending_predictions"] == 100 and s["predictions_evicted"] == 50
+    assert s["labels_unmatched"] == 1
+
+
+def test_invalid_labels_are_dead_lettered() -> None:
+    proc = LabelJoinProcessor()
+    out = proc.process(Topic.LABELS, [{"prediction_id": "x", "model_name": "m", "timestamp": T0}])
+    out += proc.process(Topic.LABELS, [label(1, T0, float("nan"))])
+    reasons = [r["reason"] for t, r in out if t == Topic.DEAD_LETTERS]
+    assert len(reasons) == 2
+    assert "missing field 'label'" in reasons[0]
+    assert "finite" in reasons[1]
+
+
+def test_snapshot_restore_equals_uninterrupted() -> None:
+    preds, labels = _error_stream(3000, change_at=1500, seed=5)
+
+    def run(proc, ps, ls):
+        return proc.process(Topic.PREDICTIONS, ps) + proc.process(Topic.LABELS, ls)
+
+    a = LabelJoinProcessor(window_ms=HOUR)
+    ref = run(a, preds, labels) + a.flush()
+    b = LabelJoinProcessor(window_ms=HOUR)
+    out = run(b, preds[:1000], labels[:700])
+    c = LabelJoinProcessor(window_ms=HOUR)
+    c.restore(b.snapshot())
+    out += run(c, preds[1000:], labels[700:]) + c.flush()
+    assert out == ref
+
+
+def test_outputs_are_schema_valid() -> None:
+    codec = AvroCodec()
+    preds, labels = _error_stream(3000, change_at=1500, seed=6)
+    proc = LabelJoinProcessor(window_ms=HOUR)
+    out = proc.process(Topic.PREDICTIONS, preds) + proc.process(Topic.LABELS, labels) + proc.flush()
+    assert any(t == Topic.DRIFT_DETECTIONS for t, _ in out)
+    for topic, rec in out:
+        assert codec.decode_as(topic.schema_name, codec.encode(topic.schema_name, rec)) == rec
