@@ -82,7 +82,15 @@ from detectors.columns import (
 )
 from detectors.evidently import evidently_binned, fill_empty_bins
 from detectors.profile import CategoricalProfile, NumericProfile, ReferenceProfile
-from detectors.stats import chi2, cramers_v, jensenshannon, ks, psi, wasserstein
+from detectors.stats import (
+    chi2,
+    cramers_v,
+    jensenshannon,
+    ks,
+    ks_and_wasserstein,
+    psi,
+    wasserstein,
+)
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -164,6 +172,11 @@ class DriftConfig:
         full, merged mapping.
     drift_share
         The dataset drifts when at least this share of evaluable features drift.
+    metrics
+        ``"all"`` (default): every statistic that applies to a column is
+        computed and reported in :attr:`FeatureDrift.metrics`; ``"test"``: only
+        the statistic(s) the verdict needs — one test per column, as Evidently
+        computes it. The verdicts are the same either way.
 
     """
 
@@ -172,6 +185,7 @@ class DriftConfig:
     bins: int = 10
     thresholds: Mapping[str, float] = field(default_factory=dict)
     drift_share: float = 0.5
+    metrics: str = "all"
 
     def __post_init__(self) -> None:
         if self.test not in TESTS:
@@ -180,6 +194,8 @@ class DriftConfig:
             raise ValueError(
                 f"unknown binning {self.binning!r}; choose one of {', '.join(BINNINGS)}"
             )
+        if self.metrics not in ("all", "test"):
+            raise ValueError(f"metrics must be 'all' or 'test', got {self.metrics!r}")
         if self.bins < 1:
             raise ValueError(f"bins must be >= 1, got {self.bins}")
         if not 0.0 < self.drift_share <= 1.0:
@@ -445,28 +461,51 @@ def _numeric_metrics(
     cur_sample: np.ndarray,
     ref_std: float,
     psi_value: float | None = None,
+    only: str | None = None,
 ) -> Metrics:
-    ks_result = ks(ref_sample, cur_sample)
-    return {
-        "psi": (psi(ref_props, cur_props) if psi_value is None else psi_value, None),
-        "ks": (ks_result.statistic, ks_result.pvalue),
-        "jensenshannon": (jensenshannon(ref_props, cur_props), None),
-        "wasserstein": (wasserstein(ref_sample, cur_sample, ref_std), None),
-    }
+    """Every numeric statistic, or with ``only`` just that one."""
+    out: Metrics = {}
+    if only in (None, "psi"):
+        out["psi"] = (psi(ref_props, cur_props) if psi_value is None else psi_value, None)
+    if only is None:
+        ks_result, wasserstein_value = ks_and_wasserstein(ref_sample, cur_sample, ref_std)
+        out["ks"] = (ks_result.statistic, ks_result.pvalue)
+    elif only == "ks":
+        ks_result = ks(ref_sample, cur_sample)
+        out["ks"] = (ks_result.statistic, ks_result.pvalue)
+    if only in (None, "jensenshannon"):
+        out["jensenshannon"] = (jensenshannon(ref_props, cur_props), None)
+    if only is None:
+        out["wasserstein"] = (wasserstein_value, None)
+    elif only == "wasserstein":
+        out["wasserstein"] = (wasserstein(ref_sample, cur_sample, ref_std), None)
+    return out
 
 
 def _categorical_metrics(
-    ref_counts: np.ndarray, cur_counts: np.ndarray, psi_value: float | None = None
+    ref_counts: np.ndarray,
+    cur_counts: np.ndarray,
+    psi_value: float | None = None,
+    only: str | None = None,
 ) -> Metrics:
+    """Every categorical statistic, or with ``only`` just that test's."""
     n_ref, n_cur = float(ref_counts.sum()), float(cur_counts.sum())
     ref_props, cur_props = ref_counts / n_ref, cur_counts / n_cur
-    chi2_result = chi2(ref_counts, cur_counts)
-    return {
-        "psi": (psi(ref_props, cur_props) if psi_value is None else psi_value, None),
-        "chi2": (chi2_result.statistic, chi2_result.pvalue),
-        "cramers_v": (cramers_v(chi2_result, n_ref + n_cur), chi2_result.pvalue),
-        "jensenshannon": (jensenshannon(ref_props, cur_props), None),
-    }
+    out: Metrics = {}
+    if only in (None, "psi"):
+        out["psi"] = (psi(ref_props, cur_props) if psi_value is None else psi_value, None)
+    if only in (None, "chi2"):
+        chi2_result = chi2(ref_counts, cur_counts)
+        out["chi2"] = (chi2_result.statistic, chi2_result.pvalue)
+        out["cramers_v"] = (cramers_v(chi2_result, n_ref + n_cur), chi2_result.pvalue)
+    if only in (None, "jensenshannon"):
+        out["jensenshannon"] = (jensenshannon(ref_props, cur_props), None)
+    return out
+
+
+def _only(config: DriftConfig, kind: Kind) -> str | None:
+    """The one test to compute when ``config.metrics == "test"``, else None (all)."""
+    return config.test_for(kind)[0] if config.metrics == "test" else None
 
 
 def _window_feature(
@@ -482,13 +521,20 @@ def _window_feature(
     if isinstance(fp, NumericProfile):
         if comparable:
             metrics = _numeric_metrics(
-                fp.proportions, counts / n_cur, fp.sample, acc.sample(name), fp.std
+                fp.proportions,
+                counts / n_cur,
+                fp.sample,
+                acc.sample(name),
+                fp.std,
+                only=_only(config, "numeric"),
             )
         kind: Kind = "numeric"
     else:
         if comparable:
             # Reference counts are proportions x count, integers up to rounding.
-            metrics = _categorical_metrics(np.rint(fp.proportions * fp.count), counts)
+            metrics = _categorical_metrics(
+                np.rint(fp.proportions * fp.count), counts, only=_only(config, "categorical")
+            )
         kind = "categorical"
     return _verdict(
         name,
@@ -656,7 +702,9 @@ def _evidently_feature(
         if n_ref and n_cur:
             r, c = evidently_binned(ref_x, cur_x, "numeric", fill_zeros=False, column=name)
             psi_value = psi(fill_empty_bins(r), fill_empty_bins(c), eps=0.0)
-            metrics = _numeric_metrics(r, c, ref_x, cur_x, float(np.std(ref_x)), psi_value)
+            metrics = _numeric_metrics(
+                r, c, ref_x, cur_x, float(np.std(ref_x)), psi_value, only=_only(config, "numeric")
+            )
     else:
         ref_counts, _ = category_counts(name, reference)
         cur_counts, n_missing = category_counts(name, current)
@@ -668,7 +716,7 @@ def _evidently_feature(
             cc = np.array([cur_counts.get(k, 0) for k in keys], dtype=np.float64)
             # Evidently's bins for a categorical column are exactly these categories.
             psi_value = psi(fill_empty_bins(rc / n_ref), fill_empty_bins(cc / n_cur), eps=0.0)
-            metrics = _categorical_metrics(rc, cc, psi_value)
+            metrics = _categorical_metrics(rc, cc, psi_value, only=_only(config, "categorical"))
     return _verdict(
         name,
         kind,

@@ -25,6 +25,7 @@ def _cmd_drift_compare(args: argparse.Namespace) -> int:
         binning=args.binning,
         columns=columns,
         drift_share=args.drift_share,
+        metrics=args.metrics,
     )
     if args.format == "json":
         text = compare.to_json(
@@ -105,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("quantile", "evidently"),
         default="quantile",
         help="PSI binning: reference quantiles (default) or Evidently 0.7's batch binning",
+    )
+    cmp.add_argument(
+        "--metrics",
+        choices=("all", "test"),
+        default="all",
+        help="all: every statistic per column (default); test: only the deciding one (faster)",
     )
     cmp.add_argument(
         "--columns", help="comma-separated columns to compare (default: all reference columns)"

@@ -27,6 +27,7 @@ def run_compare(
     binning: str = "quantile",
     columns: list[str] | None = None,
     drift_share: float = 0.5,
+    metrics: str = "all",
 ) -> DatasetDrift:
     """Compare two files column by column; raises ``UsageError`` on bad input."""
     ref = read_table(reference, role="reference")
@@ -39,7 +40,7 @@ def run_compare(
             raise UsageError(
                 f"column '{name}' is in the reference but not in the current file '{current}'"
             )
-    config = DriftConfig(test=test, binning=binning, drift_share=drift_share)
+    config = DriftConfig(test=test, binning=binning, drift_share=drift_share, metrics=metrics)
     try:
         return compare_columns({c: ref[c] for c in wanted}, {c: cur[c] for c in wanted}, config)
     except (ValueError, TypeError) as exc:

@@ -323,3 +323,32 @@ def test_dataframes_are_accepted() -> None:
     pd = pytest.importorskip("pandas")
     result = compare_columns(pd.DataFrame(REFERENCE), pd.DataFrame(DRIFTED))
     assert result.n_drifted == 2
+
+
+@pytest.mark.parametrize("binning", ["quantile", "evidently"])
+@pytest.mark.parametrize("test", ["auto", "psi", "ks", "chi2", "jensenshannon", "wasserstein"])
+def test_metrics_test_computes_only_the_deciding_statistic_with_the_same_verdicts(
+    test: str, binning: str
+) -> None:
+    rng = np.random.default_rng(21)
+    ref = {
+        "x": rng.normal(0, 1, 3_000),
+        "c": rng.choice(np.array(["a", "b", "c"], dtype=object), 3_000),
+    }
+    cur = {
+        "x": rng.normal(0.4, 1, 2_000),
+        "c": rng.choice(np.array(["a", "b", "c"], dtype=object), 2_000, p=[0.6, 0.2, 0.2]),
+    }
+    full = compare_columns(ref, cur, DriftConfig(test=test, binning=binning))
+    lean = compare_columns(ref, cur, DriftConfig(test=test, binning=binning, metrics="test"))
+    for name in ("x", "c"):
+        f, l_ = full.column(name), lean.column(name)
+        assert (l_.test, l_.statistic, l_.pvalue, l_.drift) == (f.test, f.statistic, f.pvalue, f.drift)
+        assert set(l_.metrics) < set(f.metrics)
+        assert l_.primary_metric in l_.metrics
+    assert lean.drift == full.drift
+
+
+def test_metrics_option_is_validated() -> None:
+    with pytest.raises(ValueError, match="metrics must be 'all' or 'test'"):
+        DriftConfig(metrics="some")

@@ -19,6 +19,7 @@ from detectors.stats import (
     cramers_v,
     jensenshannon,
     ks,
+    ks_and_wasserstein,
     psi,
     wasserstein,
 )
@@ -99,7 +100,10 @@ def test_ks_equals_scipy(ref: np.ndarray, cur: np.ndarray) -> None:
     assert close(result.pvalue, float(expected.pvalue))
 
 
-@pytest.mark.parametrize(("n_ref", "n_cur", "shift"), [(5_000, 2_000, 0.1), (30_000, 20_000, 0.0)])
+@pytest.mark.parametrize(
+    ("n_ref", "n_cur", "shift"),
+    [(5_000, 2_000, 0.1), (30_000, 20_000, 0.0), (100_000, 100_000, 0.02), (12_000, 50_000, 0.3)],
+)
 def test_ks_equals_scipy_on_large_samples(n_ref: int, n_cur: int, shift: float) -> None:
     rng = np.random.default_rng(11)
     ref, cur = rng.normal(0, 1, n_ref), rng.normal(shift, 1, n_cur)
@@ -201,3 +205,20 @@ def test_wasserstein_is_in_reference_standard_deviations() -> None:
     cur = ref + 2.0  # half a standard deviation
     assert close(wasserstein(ref, cur, float(np.std(ref))), 2.0 / float(np.std(ref)))
     assert wasserstein(ref, cur, float(np.std(ref))) == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_ks_and_wasserstein_together_equal_scipy_on_large_samples_with_ties(
+    decimals: int | None,
+) -> None:
+    rng = np.random.default_rng(12)
+    ref, cur = rng.normal(0, 1, 40_000), rng.normal(0.05, 1.1, 25_000)
+    if decimals is not None:  # heavy ties
+        ref, cur = ref.round(decimals), cur.round(decimals)
+    ks_result, w = ks_and_wasserstein(ref, cur, ref_std=float(np.std(ref)))
+    expected = scipy.stats.ks_2samp(ref, cur)
+    assert close(ks_result.statistic, float(expected.statistic))
+    assert close(ks_result.pvalue, float(expected.pvalue))
+    assert close(w, float(scipy.stats.wasserstein_distance(ref, cur)) / float(np.std(ref)))
+    assert ks_result == ks(ref, cur)
+    assert close(w, wasserstein(ref, cur, float(np.std(ref))))
