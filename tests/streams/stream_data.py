@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from detectors.profile import ReferenceProfile
 
 HOUR = 3_600_000
-T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR)  # a window boundary
+# Two days ago on a window boundary: recent, so the raw-event TTL (30 days) keeps the rows.
+_NOW = int(time.time() * 1000)
+T0 = _NOW - _NOW % HOUR - 48 * HOUR
 
 
 def reference(seed: int = 0, n: int = 5_000) -> dict[str, np.ndarray]:

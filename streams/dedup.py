@@ -1,0 +1,86 @@
+"""Duplicate suppression for prediction and label events.
+
+A publisher that retries after a timeout may deliver the same event twice (the
+first attempt was accepted, but the answer was lost). Counting it twice would
+skew every window, so both runtimes pass inputs through ``Deduplicator`` first:
+a prediction or label whose ``prediction_id`` was already seen recently becomes a
+dead letter with the reason, instead of being counted again.
+
+Memory is bounded: the most recent ``capacity`` ids per topic are remembered
+(retries come within seconds or minutes, far inside that horizon).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from schemas.topics import Topic
+from streams.processor import Emit, invalid
+
+_KEYED = (Topic.PREDICTIONS, Topic.LABELS)
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.blake2b(value.encode(), digest_size=12).digest()
+
+
+class Deduplicator:
+    """Drop (as dead letters) predictions and labels whose id was seen recently.
+
+    Examples
+    --------
+    >>> d = Deduplicator(capacity=10)
+    >>> kept, dead = d.filter(Topic.PREDICTIONS, [{"prediction_id": "a"}, {"prediction_id": "a"}])
+    >>> len(kept), len(dead), dead[0][1]["reason"]
+    (1, 1, "duplicate prediction_id 'a' on driftline.predictions: already received")
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._seen: dict[Topic, OrderedDict[bytes, None]] = {t: OrderedDict() for t in _KEYED}
+        self.duplicates = 0
+
+    def filter(self, topic: Topic, records: list[dict]) -> tuple[list[dict], list[Emit]]:
+        """Records not seen before, and a dead letter for each duplicate."""
+        if topic not in _KEYED:
+            return records, []
+        seen = self._seen[topic]
+        kept: list[dict] = []
+        dead: list[Emit] = []
+        for rec in records:
+            pid = rec.get("prediction_id")
+            if not isinstance(pid, str):
+                kept.append(rec)  # the processors dead-letter it with the precise reason
+                continue
+            key = _digest(pid)
+            if key in seen:
+                self.duplicates += 1
+                dead.append(
+                    invalid(
+                        topic, rec, f"duplicate prediction_id '{pid}' on {topic}: already received"
+                    )
+                )
+                continue
+            seen[key] = None
+            kept.append(rec)
+        while len(seen) > self.capacity:
+            seen.popitem(last=False)
+        return kept, dead
+
+    def state(self) -> dict:
+        return {
+            "capacity": self.capacity,
+            "duplicates": self.duplicates,
+            "seen": {t.value: list(s) for t, s in self._seen.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> Deduplicator:
+        d = cls(state["capacity"])
+        d.duplicates = state["duplicates"]
+        for name, keys in state["seen"].items():
+            d._seen[Topic(name)] = OrderedDict.fromkeys(keys)
+        return d

@@ -1,0 +1,374 @@
+"""The embedded runtime: every processor in one process, no external services.
+
+Inputs are validated with the Avro codec, appended to the durable input log
+(``streams.log``) and answered; a background thread reads the log in batches,
+drops duplicates, hands the records to the processors of ``streams.topology``,
+and writes the inputs and everything the processors produce to the store
+(ClickHouse engine in-process through clickhouse-connect's chDB backend, or a
+ClickHouse server — only the DSN differs).
+
+Every ``checkpoint_interval_seconds`` the processors' snapshots and the log
+position they cover are written atomically to ``<data dir>/runtime/checkpoint``.
+After a crash the runtime restores the checkpoint and replays the log from its
+position; processing is deterministic and the store's keys make rewrites
+idempotent, so the aggregates equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detectors.drift import DriftConfig
+from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
+from schemas.topics import Topic
+from streams.dedup import Deduplicator
+from streams.log import InputLog
+from streams.processor import Emit
+from streams.store import ClickHouseStore, StoreError
+from streams.topology import (
+    INPUT_TOPICS,
+    ProcessorConfig,
+    build_processors,
+    flush_all,
+    run_to_completion,
+)
+
+log = logging.getLogger("driftline.embedded")
+
+_CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class PublishResult:
+    """What ``EmbeddedRuntime.submit`` did with a request's records."""
+
+    accepted: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    position: int = 0
+
+
+def processor_config(settings: Any) -> ProcessorConfig:
+    """Processor configuration from ``driftline.settings.Settings``."""
+    return ProcessorConfig(
+        window_ms=settings.window_seconds * 1000,
+        allowed_lateness_ms=settings.allowed_lateness_seconds * 1000,
+        drift=DriftConfig(test=settings.drift_test, drift_share=settings.drift_share),
+        label_ttl_ms=settings.label_ttl_seconds * 1000,
+        concept_detector=settings.concept_detector,
+        alert_cooldown_ms=settings.alert_cooldown_seconds * 1000,
+        auto_resolve_windows=settings.auto_resolve_windows,
+        performance_floors=dict(settings.performance_floors),
+    )
+
+
+class EmbeddedRuntime:
+    """Processors, input log, checkpoints and store in one process.
+
+    Parameters
+    ----------
+    settings
+        ``driftline.settings.Settings`` (data dir, DSN, windows, checkpoints).
+    store
+        An open store to use instead of connecting to ``settings.clickhouse_dsn``
+        (tests share one chDB engine per process).
+    config
+        Processor configuration; default from ``settings``.
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        store: ClickHouseStore | None = None,
+        config: ProcessorConfig | None = None,
+        batch_size: int = 5_000,
+    ) -> None:
+        self.settings = settings
+        self.codec = AvroCodec()
+        self.runtime_dir = Path(settings.data_dir) / "runtime"
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        self._own_store = store is None
+        self.store = store or ClickHouseStore.connect(
+            settings.clickhouse_dsn,
+            database=settings.clickhouse_database,
+            raw_ttl_days=settings.raw_ttl_days,
+        )
+        self.config = config or processor_config(settings)
+        self.batch_size = batch_size
+        self.checkpoint_interval = float(settings.checkpoint_interval_seconds)
+        self.log = InputLog(self.runtime_dir / "input.log")
+        self.processors = build_processors(self.config)
+        self.dedup = Deduplicator()
+        self.position = 0
+        self.counters: Counter[str] = Counter()
+        self._checkpoint_path = self.runtime_dir / "checkpoint"
+        self._restore()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_checkpoint = time.monotonic()
+        self.error: BaseException | None = None
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def alerts(self) -> Any:
+        return self.processors["alerts"]
+
+    def start(self) -> EmbeddedRuntime:
+        """Start the background processing thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="driftline-embedded", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def submit(self, topic: Topic, records: list[dict]) -> PublishResult:
+        """Validate ``records`` for ``topic``, append them (and dead letters for the invalid ones)."""
+        if topic not in INPUT_TOPICS:
+            raise ValueError(f"{topic} is not an input topic; inputs are {', '.join(INPUT_TOPICS)}")
+        result = PublishResult()
+        entries: list[tuple[Topic, bytes]] = []
+        now = int(time.time() * 1000)
+        for i, rec in enumerate(records):
+            try:
+                entries.append((topic, self.codec.encode(topic.schema_name, rec)))
+                result.accepted.append(i)
+            except (EncodeError, TypeError, ValueError) as exc:
+                reason = getattr(exc, "reason", None) or str(exc)
+                result.rejected.append((i, reason))
+                raw = _raw_json(rec)
+                dl = dead_letter_record(str(topic), raw, exc, received_at=now)
+                entries.append((Topic.DEAD_LETTERS, self.codec.encode("dead_letter", dl)))
+        result.position = self.log.append(entries)
+        self._wake()
+        return result
+
+    def publish(self, topic: Topic, records: list[dict]) -> int:
+        """Like ``submit``; returns the log position to ``wait_for``."""
+        return self.submit(topic, records).position
+
+    def submit_raw(self, topic: Topic, payload: bytes) -> PublishResult:
+        """Accept one Avro single-object encoded record (as sent by any-language publishers)."""
+        result = PublishResult()
+        try:
+            self.codec.decode_as(topic.schema_name, payload)
+            entries = [(topic, bytes(payload))]
+            result.accepted.append(0)
+        except DecodeError as exc:
+            result.rejected.append((0, exc.reason))
+            dl = dead_letter_record(
+                str(topic), bytes(payload), exc, received_at=int(time.time() * 1000)
+            )
+            entries = [(Topic.DEAD_LETTERS, self.codec.encode("dead_letter", dl))]
+        result.position = self.log.append(entries)
+        self._wake()
+        return result
+
+    def wait_for(self, position: int, timeout: float = 10.0) -> bool:
+        """Block until everything up to ``position`` is processed and stored."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.position < position:
+                if self.error is not None:
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if self._thread is None:
+                    self._cond.release()
+                    try:
+                        self.step()
+                    finally:
+                        self._cond.acquire()
+                    continue
+                self._cond.wait(min(remaining, 0.5))
+            return True
+
+    def step(self) -> int:
+        """Process one batch from the log in the calling thread; returns entries processed."""
+        entries, next_pos = self.log.read(self.position, self.batch_size)
+        if not entries:
+            return 0
+        self._process(entries)
+        with self._cond:
+            self.position = next_pos
+            self._cond.notify_all()
+        return len(entries)
+
+    def drain(self) -> None:
+        """Process everything appended so far (in the calling thread when not started)."""
+        self.wait_for(self.log.end, timeout=3600)
+
+    def flush(self) -> None:
+        """Close every open window now (end of a finite stream, e.g. the demo) and store the results."""
+        self.drain()
+        with self._cond:
+            produced = flush_all(self.processors)
+            self._write(produced)
+
+    def checkpoint(self) -> None:
+        """Write the processors' state and the log position they cover, atomically."""
+        with self._cond:
+            state = {
+                "version": _CHECKPOINT_VERSION,
+                "position": self.position,
+                "processors": {name: p.snapshot() for name, p in self.processors.items()},
+                "dedup": self.dedup.state(),
+                "counters": dict(self.counters),
+            }
+        tmp = self._checkpoint_path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._checkpoint_path)
+        self._last_checkpoint = time.monotonic()
+
+    def stats(self) -> dict[str, Any]:
+        windows = self.processors["windows"]
+        labels = self.processors["labels"]
+        alerts = self.processors["alerts"]
+        events_in = {t.value: self.counters.get(f"in:{t.value}", 0) for t in INPUT_TOPICS}
+        return {
+            "events_in": events_in,
+            "windows_closed": windows.stats().get("windows_closed", 0),
+            "late_events": windows.stats().get("late_events", 0),
+            "alerts_open": len(alerts.open_alerts()),
+            "dead_letters": self.counters.get(f"out:{Topic.DEAD_LETTERS.value}", 0)
+            + self.counters.get(f"in:{Topic.DEAD_LETTERS.value}", 0),
+            "duplicates": self.dedup.duplicates,
+            "labels": labels.stats(),
+            "log_end": self.log.end,
+            "position": self.position,
+            "lag_bytes": self.log.end - self.position,
+        }
+
+    def stop(self, *, checkpoint: bool = True) -> None:
+        """Drain the log, stop the thread, checkpoint and close."""
+        if self._thread is not None:
+            self.drain()
+            self._stop.set()
+            self._wake()
+            self._thread.join(timeout=30)
+            self._thread = None
+        if checkpoint and self.error is None:
+            self.checkpoint()
+        self.log.close()
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> EmbeddedRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the processing loop --------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                n = self.step()
+                backoff = 0.5
+            except StoreError as exc:  # ClickHouse unavailable: keep the position, retry
+                log.warning("store write failed, retrying in %.1fs: %s", backoff, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            except Exception as exc:  # a bug: stop processing, keep the log, say so loudly
+                log.exception("processing stopped")
+                self.error = exc
+                self._wake()
+                return
+            if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
+                self.checkpoint()
+            if n == 0:
+                with self._cond:
+                    if self.position >= self.log.end and not self._stop.is_set():
+                        self._cond.wait(0.2)
+
+    def _process(self, entries: list[tuple[Topic, bytes]]) -> None:
+        produced: list[Emit] = []
+        inputs: dict[Topic, list[dict]] = {}
+        for topic, records in _decode_groups(self.codec, entries, produced):
+            kept, dead = self.dedup.filter(topic, records)
+            produced.extend(dead)
+            self.counters[f"in:{topic.value}"] += len(kept)
+            inputs.setdefault(topic, []).extend(kept)
+            if kept and topic != Topic.DEAD_LETTERS:
+                produced.extend(run_to_completion(self.processors, topic, kept))
+        for topic, records in inputs.items():
+            if records:
+                self.store.write(topic, records)
+        self._write(produced)
+
+    def _write(self, produced: list[Emit]) -> None:
+        by_topic: dict[Topic, list[dict]] = {}
+        for topic, rec in produced:
+            by_topic.setdefault(topic, []).append(rec)
+        for topic, records in by_topic.items():
+            self.counters[f"out:{topic.value}"] += len(records)
+            if topic == Topic.RETRAIN_REQUESTS:
+                continue  # no table: the training worker consumes them (Kafka runtime) — kept in stats
+            self.store.write(topic, records)
+
+    def _restore(self) -> None:
+        if not self._checkpoint_path.exists():
+            return
+        with open(self._checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        if state.get("version") != _CHECKPOINT_VERSION:
+            raise RuntimeError(
+                f"checkpoint {self._checkpoint_path} has version {state.get('version')}; "
+                f"this driftline reads version {_CHECKPOINT_VERSION}"
+            )
+        for name, data in state["processors"].items():
+            self.processors[name].restore(data)
+        self.dedup = Deduplicator.from_state(state["dedup"])
+        self.counters = Counter(state["counters"])
+        self.position = int(state["position"])
+        log.info("restored checkpoint at log position %d", self.position)
+
+
+def _decode_groups(
+    codec: AvroCodec, entries: list[tuple[Topic, bytes]], produced: list[Emit]
+) -> list[tuple[Topic, list[dict]]]:
+    """Decode log entries into runs of consecutive records of the same topic."""
+    groups: list[tuple[Topic, list[dict]]] = []
+    for topic, payload in entries:
+        try:
+            rec = codec.decode_as(topic.schema_name, payload)
+        except DecodeError as exc:  # cannot happen for entries we validated; never crash on it
+            rec_dl = dead_letter_record(str(topic), payload, exc, received_at=0)
+            produced.append((Topic.DEAD_LETTERS, rec_dl))
+            continue
+        if groups and groups[-1][0] == topic:
+            groups[-1][1].append(rec)
+        else:
+            groups.append((topic, [rec]))
+    return groups
+
+
+def _raw_json(record: Mapping[str, Any] | Any) -> bytes:
+    import json
+
+    try:
+        return json.dumps(record, sort_keys=True, default=repr, allow_nan=True).encode()
+    except (TypeError, ValueError):
+        return repr(record).encode()

@@ -1,0 +1,202 @@
+"""EmbeddedRuntime: input log, processing into the store (real chDB engine), checkpoints, replay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from stream_data import T0, predictions, profile
+
+from driftline.settings import load_settings
+from schemas.rows import COLUMNS
+from schemas.topics import Topic
+from streams.embedded import EmbeddedRuntime
+from streams.log import InputLog
+from streams.store import ClickHouseStore
+
+TABLES = (
+    "drift_metrics",
+    "performance_metrics",
+    "drift_detections",
+    "alerts",
+    "dead_letters",
+    "predictions",
+    "labels",
+)
+
+
+def model_event() -> dict:
+    return {
+        "event_id": "reg-1",
+        "model_name": "churn",
+        "model_version": "1",
+        "event_type": "registered",
+        "timestamp": T0,
+        "reference_profile": profile().to_json(),
+    }
+
+
+def labels_for(events: list[dict], every: int = 2) -> list[dict]:
+    return [
+        {
+            "prediction_id": e["prediction_id"],
+            "model_name": "churn",
+            "label": "1" if e["features"]["age"] > 45 else "0",
+            "timestamp": e["timestamp"] + 600_000,
+        }
+        for e in events[::every]
+    ]
+
+
+def make_runtime(tmp: Path, store: ClickHouseStore, **kw) -> EmbeddedRuntime:
+    settings = load_settings(data_dir=tmp, window_seconds=3600, allowed_lateness_seconds=0, **kw)
+    return EmbeddedRuntime(settings, store=store)
+
+
+def snapshot_tables(client, db: str) -> dict[str, list[str]]:
+    """Every stored row (FINAL: what a query sees), in a canonical order."""
+    out = {}
+    for table in TABLES:
+        cols = ", ".join(f"`{c}`" for c in COLUMNS[table])
+        rows = client.query(f"SELECT {cols} FROM {db}.{table} FINAL").result_rows
+        out[table] = sorted(map(repr, rows))
+    return out
+
+
+@pytest.fixture
+def store(chdb_client, ch_database) -> ClickHouseStore:
+    s = ClickHouseStore(chdb_client, database=ch_database)
+    s.migrate()
+    return s
+
+
+def operations(
+    events: list[dict], labels: list[dict], chunk: int = 97
+) -> list[tuple[Topic, list[dict]]]:
+    """The input sequence: prediction batches, each followed by the labels that became known meanwhile."""
+    ops: list[tuple[Topic, list[dict]]] = []
+    pending = sorted(labels, key=lambda r: r["timestamp"])
+    for i in range(0, len(events), chunk):
+        batch = events[i : i + chunk]
+        ops.append((Topic.PREDICTIONS, batch))
+        now = batch[-1]["timestamp"]
+        known = [lb for lb in pending if lb["timestamp"] <= now]
+        pending = pending[len(known) :]
+        if known:
+            ops.append((Topic.LABELS, known))
+    if pending:
+        ops.append((Topic.LABELS, pending))
+    return ops
+
+
+def feed(rt: EmbeddedRuntime, ops: list[tuple[Topic, list[dict]]]) -> None:
+    for topic, batch in ops:
+        rt.submit(topic, batch)
+
+
+def test_stream_through_the_runtime_into_the_store(tmp_path, store) -> None:
+    rt = make_runtime(tmp_path, store)
+    rt.submit(Topic.MODEL_EVENTS, [model_event()])
+    events = predictions(6, 200, drift_from=3)
+    feed(rt, operations(events, labels_for(events)))
+    bad = dict(events[0], prediction_id="bad", features={"age": float("nan")})
+    result = rt.submit(Topic.PREDICTIONS, [bad, dict(events[1], prediction_id="ok-extra")])
+    assert result.accepted == [1] and result.rejected[0][0] == 0
+    assert "NaN not allowed" in result.rejected[0][1]
+    rt.drain()
+    rt.flush()
+    counts = store.counts()
+    assert counts["predictions"] == len(events) + 1
+    assert counts["labels"] == len(events) // 2
+    dataset = store.dataset_drift_series("churn", "1")
+    assert [r["drift"] for r in dataset] == [False, False, False, True, True, True]
+    assert store.alerts(state="open", model="churn"), "drift should open alerts"
+    assert store.performance_series("churn", "1")
+    dead = store.dead_letters()
+    assert any("NaN not allowed" in d["reason"] for d in dead)
+    stats = rt.stats()
+    assert stats["events_in"][Topic.PREDICTIONS.value] == len(events) + 1
+    assert stats["windows_closed"] == 6 and stats["lag_bytes"] == 0
+    rt.stop()
+
+
+def test_background_thread_and_wait_for(tmp_path, store) -> None:
+    rt = make_runtime(tmp_path, store).start()
+    rt.submit(Topic.MODEL_EVENTS, [model_event()])
+    pos = rt.submit(Topic.PREDICTIONS, predictions(3, 50)).position
+    assert rt.wait_for(pos, timeout=30)
+    assert store.counts()["predictions"] == 150
+    assert (
+        len(store.dataset_drift_series("churn", "1")) == 2
+    )  # windows 0, 1 closed by window 2's events
+    rt.stop()
+
+
+def test_duplicates_are_dead_lettered_not_counted_twice(tmp_path, store) -> None:
+    rt = make_runtime(tmp_path, store)
+    rt.submit(Topic.MODEL_EVENTS, [model_event()])
+    events = predictions(2, 50)
+    rt.submit(Topic.PREDICTIONS, events[:30])
+    rt.submit(Topic.PREDICTIONS, events[20:])  # a retry that overlaps by 10
+    rt.drain()
+    rt.flush()
+    first = store.dataset_drift_series("churn", "1")[0]
+    assert first["n_current"] == 50
+    assert rt.stats()["duplicates"] == 10
+    assert sum("duplicate prediction_id" in d["reason"] for d in store.dead_letters()) == 10
+    rt.stop()
+
+
+def test_crash_and_replay_equal_an_uninterrupted_run(tmp_path, chdb_client, ch_database) -> None:
+    events = predictions(8, 150, drift_from=4, seed=9)
+    labels = labels_for(events, every=3)
+
+    ref_db = ch_database + "_ref"
+    ref_store = ClickHouseStore(chdb_client, database=ref_db)
+    ref_store.migrate()
+    try:
+        ops = operations(events, labels)
+        ref = make_runtime(tmp_path / "ref", ref_store)
+        ref.submit(Topic.MODEL_EVENTS, [model_event()])
+        feed(ref, ops)
+        ref.drain()
+        expected = snapshot_tables(chdb_client, ref_db)
+        ref.stop()
+
+        store = ClickHouseStore(chdb_client, database=ch_database)
+        store.migrate()
+        a = make_runtime(tmp_path / "run", store)
+        a.submit(Topic.MODEL_EVENTS, [model_event()])
+        third = len(ops) // 3
+        feed(a, ops[:third])
+        a.drain()
+        a.checkpoint()
+        feed(a, ops[third : 2 * third])
+        a.drain()  # processed and written after the checkpoint, then "killed": no stop(), no checkpoint
+        a.log.close()
+
+        b = make_runtime(
+            tmp_path / "run", store
+        )  # restores the checkpoint, replays from its position
+        assert b.position < b.log.end
+        feed(b, ops[2 * third :])
+        b.drain()
+        assert snapshot_tables(chdb_client, ch_database) == expected
+        assert expected["drift_metrics"] and expected["alerts"] and expected["performance_metrics"]
+        b.stop()
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS {ref_db} SYNC")
+
+
+def test_log_recovers_from_a_torn_tail(tmp_path) -> None:
+    log = InputLog(tmp_path / "input.log")
+    end = log.append([(Topic.PREDICTIONS, b"abc"), (Topic.LABELS, b"defg")])
+    log.close()
+    with open(tmp_path / "input.log", "ab") as f:
+        f.write(b"\x00\x00\x01\x00\x01partial")  # a frame cut short by a crash
+    log = InputLog(tmp_path / "input.log")
+    assert log.end == end
+    entries, pos = log.read(0)
+    assert entries == [(Topic.PREDICTIONS, b"abc"), (Topic.LABELS, b"defg")] and pos == end
+    assert log.append([(Topic.ALERT_ACKS, b"x")]) == end + 6
+    log.close()
