@@ -69,6 +69,7 @@ _TIME_COLUMNS: Final[frozenset[str]] = frozenset(
         "updated_at",
         "received_at",
         "created_at",
+        "stored_at",
     }
 )
 
