@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test lint format typecheck bench clean kafka-jars kafka
+.PHONY: venv demo test lint format typecheck bench clean kafka-jars kafka chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy detectors schemas
 
-test: venv lint typecheck kafka-jars
+test: venv lint typecheck kafka-jars chromium
 	$(BIN)/python -m pytest -q
 
 format: venv
@@ -41,6 +41,11 @@ kafka-jars: venv
 
 kafka: kafka-jars
 	$(BIN)/python tests/support/kafka_broker.py --port $(KAFKA_PORT)
+
+# Headless Chromium for the report's browser test (tests/driftline/test_report.py): Debian's
+# package (CI runs as root). Playwright cannot download browsers here.
+chromium:
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 bench: venv
 	$(BIN)/python benchmarks/bench_detectors.py

@@ -343,7 +343,12 @@ def test_metrics_test_computes_only_the_deciding_statistic_with_the_same_verdict
     lean = compare_columns(ref, cur, DriftConfig(test=test, binning=binning, metrics="test"))
     for name in ("x", "c"):
         f, l_ = full.column(name), lean.column(name)
-        assert (l_.test, l_.statistic, l_.pvalue, l_.drift) == (f.test, f.statistic, f.pvalue, f.drift)
+        assert (l_.test, l_.statistic, l_.pvalue, l_.drift) == (
+            f.test,
+            f.statistic,
+            f.pvalue,
+            f.drift,
+        )
         assert set(l_.metrics) < set(f.metrics)
         assert l_.primary_metric in l_.metrics
     assert lean.drift == full.drift
