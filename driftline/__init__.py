@@ -7,4 +7,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["PublishError", "PublishReport", "Publisher", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    # The SDK is imported on first use, so `import driftline` stays light for the CLI.
+    if name in ("Publisher", "PublishError", "PublishReport"):
+        from driftline import publisher
+
+        return getattr(publisher, name)
+    raise AttributeError(f"module 'driftline' has no attribute {name!r}")

@@ -3,7 +3,10 @@
 :func:`build_report` reads a model's aggregates from the store (drift metrics, dataset
 summaries, performance metrics, detections, alerts) and returns one HTML document that
 needs no network: plotly's JavaScript is inlined once, before the first chart, and
-every other chart reuses it. The page holds
+every other chart reuses it. Once every chart's ``Plotly.newPlot`` promise has resolved,
+the page marks itself ``<html data-charts-drawn="N">`` (and ``window.__driftlineChartsDrawn
+= N``), N the number of charts: a headless browser waits for that before a screenshot. The
+page holds
 
 - a title with the model, its versions and the time range covered;
 - a summary box: windows, features drifted in the last window, dataset drift, open
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import math
 import re
 import sys
@@ -375,11 +379,42 @@ def _badge(text: str, kind: str) -> str:
 # ---------------------------------------------------------------------- charts
 
 
+# Runs when a chart's Plotly.newPlot promise resolves (plotly's post_script is chained
+# with .then on it); a rejected promise never calls it, so the page never says "drawn".
+_CHART_DONE_JS: Final = 'window.__driftlineChartDone("{plot_id}");'
+
+# In <head>, before any chart: one promise per chart, resolved by _CHART_DONE_JS; once all
+# of them are (Promise.all), the page says how many charts it drew, for whoever waits on
+# it (a headless browser taking a screenshot): <html data-charts-drawn="N"> and
+# window.__driftlineChartsDrawn = N.
+_CHARTS_DRAWN_JS: Final = """(function () {
+  var ids = %s, resolvers = {};
+  var drawn = ids.map(function (id) {
+    return new Promise(function (resolve) { resolvers[id] = resolve; });
+  });
+  window.__driftlineChartDone = function (id) { if (resolvers[id]) resolvers[id](id); };
+  Promise.all(drawn).then(function () {
+    window.__driftlineChartsDrawn = ids.length;
+    document.documentElement.dataset.chartsDrawn = String(ids.length);
+  });
+})();"""
+
+
 class _Figures:
     """Renders plotly figures to HTML divs; plotly.js is inlined with the first one."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.ids: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def head_script(self) -> str:
+        """The ``<script>`` that marks the page once every chart is drawn ("" if none)."""
+        if not self.ids:
+            return ""
+        return f"<script>{_CHARTS_DRAWN_JS % json.dumps(self.ids)}</script>"
 
     def render(self, fig: Any, div_id: str, height: int) -> str:
         fig.update_layout(
@@ -397,8 +432,9 @@ class _Figures:
             default_height=f"{height}px",
             default_width="100%",
             config=_PLOT_CONFIG,
+            post_script=_CHART_DONE_JS,
         )
-        self.count += 1
+        self.ids.append(div_id)
         return f'<div class="chart">{text}</div>'
 
 
@@ -1090,7 +1126,7 @@ def build_report(
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style>{figures.head_script()}</head><body>"
         f"<header><h1>{_e(title)}</h1>"
         f"<p>Model <b>{_e(model)}</b>, {label} <b>{_e(versions)}</b> · {_e(covered)}</p>"
         f"{requested}</header>"

@@ -161,6 +161,6 @@ def test_console_script_help_and_exit_code(files) -> None:
 
 
 def test_demo_finds_the_injected_drift(tmp_path, capsys) -> None:
-    assert main(["demo", "--rows", "5000", "--out-dir", str(tmp_path)]) == 0
+    assert main(["demo", "--files", "--rows", "5000", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Injected drift found in 3 of 3 columns; false alarms: 0" in out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from stream_data import T0, predictions, profile
+from support.stream_data import T0, labels_for, predictions, profile
 
 from driftline.settings import load_settings
 from schemas.rows import COLUMNS
@@ -34,18 +34,6 @@ def model_event() -> dict:
         "timestamp": T0,
         "reference_profile": profile().to_json(),
     }
-
-
-def labels_for(events: list[dict], every: int = 2) -> list[dict]:
-    return [
-        {
-            "prediction_id": e["prediction_id"],
-            "model_name": "churn",
-            "label": "1" if e["features"]["age"] > 45 else "0",
-            "timestamp": e["timestamp"] + 600_000,
-        }
-        for e in events[::every]
-    ]
 
 
 def make_runtime(tmp: Path, store: ClickHouseStore, **kw) -> EmbeddedRuntime:

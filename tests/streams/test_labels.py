@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
-from stream_data import HOUR, T0
+from support.stream_data import HOUR, T0
 
 from schemas.codec import AvroCodec
 from schemas.topics import Topic

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from stream_data import HOUR, T0, predictions, profile
+from support.stream_data import HOUR, T0, predictions, profile
 
 from schemas.codec import AvroCodec
 from schemas.topics import DATASET_FEATURE, PREDICTION_FEATURE, Topic

@@ -70,3 +70,16 @@ def predictions(
                 }
             )
     return out
+
+
+def labels_for(events: list[dict], every: int = 2) -> list[dict]:
+    """Ground truth for every ``every``-th prediction, known 10 minutes after it."""
+    return [
+        {
+            "prediction_id": e["prediction_id"],
+            "model_name": e["model_name"],
+            "label": "1" if e["features"]["age"] > 45 else "0",
+            "timestamp": e["timestamp"] + 600_000,
+        }
+        for e in events[::every]
+    ]

@@ -1,0 +1,259 @@
+"""The publishing SDK: what a model-serving service imports to report predictions and labels.
+
+::
+
+    from driftline import Publisher
+
+    with Publisher("http://127.0.0.1:8000", token="...") as pub:
+        pid = pub.predict("churn", "3", {"age": 41, "plan": "pro"}, prediction=0.82)
+        ...
+        pub.label(pid, "churn", label=1.0)       # hours later, from another process even
+
+Events are buffered and sent in batches (``batch_size`` events, or ``flush()``),
+with retries and exponential back-off on connection errors, 429 and 5xx. An event
+the server rejects (422: it names the field and reason) is *not* retried: it is
+reported in the ``PublishReport`` and the server has dead-lettered it.
+
+Retrying a batch whose first attempt did reach the server is safe: the runtime
+drops repeated ``prediction_id`` s (as dead letters), so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+FeatureValue = float | int | str | bool | None
+
+
+class PublishError(Exception):
+    """The server could not be reached, or refused the request, after every retry."""
+
+
+@dataclass
+class PublishReport:
+    """What happened to the events sent so far."""
+
+    accepted: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    requests: int = 0
+    retries: int = 0
+
+
+def _ms(timestamp: datetime | float | int | None) -> int:
+    if timestamp is None:
+        return int(time.time() * 1000)
+    if isinstance(timestamp, datetime):
+        if timestamp.tzinfo is None:
+            raise ValueError("timestamp must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        return int(timestamp.timestamp() * 1000)
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        raise TypeError(
+            f"timestamp must be a datetime or epoch milliseconds, got {type(timestamp).__name__}"
+        )
+    return int(timestamp)
+
+
+class Publisher:
+    """Buffered, retrying publisher of prediction and label events.
+
+    Parameters
+    ----------
+    url
+        Base URL of ``driftline serve`` (e.g. ``http://127.0.0.1:8000``).
+    token
+        Bearer token with the ``publisher`` (or ``admin``) role; None when the API is open.
+    batch_size
+        Events buffered per topic before a request is sent.
+    max_retries
+        Attempts after the first, for connection errors, 429 and 5xx.
+    backoff
+        First back-off in seconds; doubles per retry (capped at 10 s).
+    timeout
+        Per-request timeout in seconds.
+    transport
+        An ``httpx`` transport (tests pass an ASGI transport to call an app in-process).
+    """
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        token: str | None = None,
+        *,
+        batch_size: int = 500,
+        max_retries: int = 8,
+        backoff: float = 0.2,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
+        self.batch_size = batch_size
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self._buffers: dict[str, list[dict[str, Any]]] = {"predictions": [], "labels": []}
+        self.report = PublishReport()
+
+    # -- events ---------------------------------------------------------------------------
+
+    def predict(
+        self,
+        model_name: str,
+        model_version: str,
+        features: Mapping[str, FeatureValue],
+        prediction: float | str,
+        *,
+        prediction_id: str | None = None,
+        timestamp: datetime | float | int | None = None,
+        scores: Mapping[str, float] | None = None,
+        segment: Mapping[str, str] | None = None,
+    ) -> str:
+        """Buffer one prediction; returns its ``prediction_id`` (generated if not given)."""
+        prediction = _target("prediction", prediction)
+        pid = prediction_id or uuid.uuid4().hex
+        event: dict[str, Any] = {
+            "prediction_id": pid,
+            "model_name": model_name,
+            "model_version": str(model_version),
+            "timestamp": _ms(timestamp),
+            "features": {k: _feature(v) for k, v in features.items()},
+            "prediction": prediction,
+        }
+        if scores:
+            event["scores"] = dict(scores)
+        if segment:
+            event["segment"] = dict(segment)
+        self._add("predictions", event)
+        return pid
+
+    def label(
+        self,
+        prediction_id: str,
+        model_name: str,
+        label: float | str,
+        *,
+        timestamp: datetime | float | int | None = None,
+        model_version: str | None = None,
+    ) -> None:
+        """Buffer the ground truth of an earlier prediction."""
+        label = _target("label", label)
+        event: dict[str, Any] = {
+            "prediction_id": prediction_id,
+            "model_name": model_name,
+            "label": label,
+            "timestamp": _ms(timestamp),
+        }
+        if model_version is not None:
+            event["model_version"] = str(model_version)
+        self._add("labels", event)
+
+    def _add(self, kind: str, event: dict[str, Any]) -> None:
+        buf = self._buffers[kind]
+        buf.append(event)
+        if len(buf) >= self.batch_size:
+            self._send(kind)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def flush(self, *, wait: bool = False) -> PublishReport:
+        """Send everything buffered (predictions first, so labels find them); with ``wait``,
+        return once the server has processed it."""
+        self._send("predictions", wait=wait)
+        self._send("labels", wait=wait)
+        return self.report
+
+    def _send(self, kind: str, *, wait: bool = False) -> None:
+        events = self._buffers[kind]
+        if not events:
+            return
+        self._buffers[kind] = []
+        params = {"wait": "true"} if wait else None
+        delay = self.backoff
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = self._client.post(f"/v1/{kind}", json={"events": events}, params=params)
+            except httpx.TransportError as exc:
+                failure = f"cannot reach {self._client.base_url}: {exc}"
+            else:
+                if resp.status_code in (200, 202, 422):
+                    self._record(resp)
+                    return
+                if resp.status_code not in (429, 500, 502, 503, 504):
+                    raise PublishError(
+                        f"POST /v1/{kind} answered {resp.status_code}: {_detail(resp)}"
+                    )
+                failure = f"POST /v1/{kind} answered {resp.status_code}: {_detail(resp)}"
+            if attempt == self.max_retries:
+                self._buffers[kind] = events + self._buffers[kind]  # keep them for a later flush
+                raise PublishError(f"{failure} (gave up after {attempt + 1} attempts)")
+            self.report.retries += 1
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _record(self, resp: httpx.Response) -> None:
+        self.report.requests += 1
+        try:
+            body = resp.json()
+        except ValueError:
+            raise PublishError(
+                f"server answered {resp.status_code} with a body that is not JSON"
+            ) from None
+        self.report.accepted += int(body.get("accepted", 0))
+        self.report.rejected.extend(body.get("rejected", []))
+
+    def close(self) -> None:
+        """Flush, then close the connection."""
+        try:
+            self.flush()
+        finally:
+            self._client.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _feature(value: Any) -> FeatureValue:
+    """numpy scalars and NaN become plain JSON values (NaN/inf -> null: a missing value)."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if hasattr(value, "item"):  # numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, int | float | bool | str):
+        return value
+    raise TypeError(
+        f"feature values must be numbers, strings, booleans or None, got {type(value).__name__}"
+    )
+
+
+def _target(name: str, value: Any) -> float | str:
+    """A prediction or label as JSON can carry it: a finite number or a string."""
+    if hasattr(value, "item"):  # numpy scalar
+        value = value.item()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number or a string, got {value!r}")
+    return value
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("detail", resp.text[:200]))
+    except ValueError:
+        return resp.text[:200]

@@ -1,0 +1,123 @@
+"""driftline.Publisher against a real `driftline serve` stack (embedded runtime + HTTP API over
+loopback) and against a real flaky HTTP server for the retry path."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+import uvicorn
+from support.serve import running_api
+
+from driftline import Publisher
+from driftline.publisher import PublishError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_batches_reach_the_store(tmp_path, chdb_client, ch_database) -> None:
+    with running_api(tmp_path, chdb_client, ch_database) as (url, runtime):
+        with Publisher(url, batch_size=100) as pub:
+            ids = [
+                pub.predict("m", "1", {"x": float(i), "c": "a", "n": None}, prediction=0.5)
+                for i in range(250)
+            ]
+            for pid in ids[:40]:
+                pub.label(pid, "m", label=1.0)
+            report = pub.flush(wait=True)
+        assert report.accepted == 290 and report.rejected == []
+        assert report.requests == 4  # 100 + 100 + 50 predictions, 40 labels
+        counts = runtime.store.counts()
+        assert counts["predictions"] == 250 and counts["labels"] == 40
+        assert len(set(ids)) == 250
+
+
+def test_server_side_rejections_are_reported_not_retried(
+    tmp_path, chdb_client, ch_database
+) -> None:
+    with running_api(tmp_path, chdb_client, ch_database) as (url, runtime):
+        pub = Publisher(url, batch_size=10)
+        # valid JSON, but an event time in the year 33658: the server rejects it, naming the field
+        pub.predict("m", "1", {"x": 1.0}, prediction=1.0, prediction_id="far", timestamp=10**15)
+        pub.predict("m", "1", {"x": 2.0}, prediction=1.0, prediction_id="fine")
+        report = pub.flush(wait=True)
+        pub.close()
+        assert report.accepted == 1 and report.retries == 0
+        assert len(report.rejected) == 1 and report.rejected[0]["index"] == 0
+        assert "timestamp" in report.rejected[0]["reason"]
+        assert any("timestamp" in d["reason"] for d in runtime.store.dead_letters())
+
+
+def test_client_side_type_errors_are_immediate() -> None:
+    pub = Publisher("http://127.0.0.1:9", batch_size=10)
+    with pytest.raises(TypeError, match="feature values must be"):
+        pub.predict("m", "1", {"x": [1, 2]}, prediction=1.0)
+    with pytest.raises(ValueError, match="prediction must be a finite number or a string"):
+        pub.predict("m", "1", {"x": 1}, prediction=float("nan"))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        from datetime import datetime
+
+        pub.predict("m", "1", {"x": 1}, prediction=1.0, timestamp=datetime(2024, 1, 1))
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """A real HTTP server that answers 503 twice, then accepts (stands in for a restarting server)."""
+
+    calls: ClassVar[list[int]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        events = json.loads(self.rfile.read(length))["events"]
+        self.calls.append(len(events))
+        status = 503 if len(self.calls) <= 2 else 202
+        body = json.dumps(
+            {"accepted": len(events), "rejected": [], "position": 1}
+            if status == 202
+            else {"detail": "busy"}
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_retries_with_backoff_on_503_then_succeeds() -> None:
+    _Flaky.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pub = Publisher(f"http://127.0.0.1:{server.server_port}", batch_size=5, backoff=0.01)
+        for i in range(5):
+            pub.predict("m", "1", {"x": i}, prediction=1.0)
+        assert pub.report.accepted == 5 and pub.report.retries == 2
+        assert _Flaky.calls == [5, 5, 5]
+    finally:
+        server.shutdown()
+
+
+def test_gives_up_with_a_clear_error_and_keeps_the_events() -> None:
+    port = _free_port()  # nothing listens there
+    pub = Publisher(f"http://127.0.0.1:{port}", batch_size=100, max_retries=2, backoff=0.01)
+    pub.predict("m", "1", {"x": 1.0}, prediction=1.0)
+    t = time.monotonic()
+    with pytest.raises(PublishError, match=r"cannot reach .*\(gave up after 3 attempts\)"):
+        pub.flush()
+    assert time.monotonic() - t < 5
+    assert len(pub._buffers["predictions"]) == 1  # not lost: a later flush sends it
+
+
+def test_uvicorn_is_importable_for_serve() -> None:
+    assert uvicorn.Config  # `driftline serve` and the demo run the API on uvicorn
