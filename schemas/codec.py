@@ -87,6 +87,8 @@ _SINGLE_OBJECT_HEADER: Final = 10  # magic (2) + fingerprint (8)
 _CONFLUENT_HEADER: Final = 5  # magic (1) + schema id (4)
 
 DEFAULT_MAX_BYTES: Final = 1 << 20
+# model_event carries a reference profile; everything else is an event of a few KB.
+DEFAULT_SCHEMA_LIMITS: Final[Mapping[str, int]] = {"model_event": 32 << 20}
 """Largest payload (header included) the codec encodes or decodes: 1 MiB, Kafka's default."""
 
 DEAD_LETTER_RAW_LIMIT: Final = 512 * 1024
@@ -234,6 +236,10 @@ class AvroCodec:
     ----------
     max_bytes
         Largest payload, header included, that is encoded or decoded.
+    schema_limits
+        Per-schema exceptions to ``max_bytes``. By default ``model_event`` may be up
+        to 32 MiB, since it carries a version's reference profile (bin edges plus a
+        bounded sample per feature: about 100 KB a feature).
     registry_ids
         Confluent Schema Registry ids and the schema name each one stands for. Input in
         Confluent framing (``00`` + 4-byte id) is accepted only for these ids and is read
@@ -254,12 +260,15 @@ class AvroCodec:
         self,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        schema_limits: Mapping[str, int] | None = None,
         registry_ids: Mapping[int, str] | None = None,
         schema_dir: Path | None = None,
     ) -> None:
         if max_bytes < _SINGLE_OBJECT_HEADER:
             raise ValueError(f"max_bytes must be at least {_SINGLE_OBJECT_HEADER}")
         self._max_bytes = max_bytes
+        self._limits = {**DEFAULT_SCHEMA_LIMITS, **(schema_limits or {})}
+        self._hard_max = max([max_bytes, *self._limits.values()])
         self._current, self._by_fingerprint = _load_schemas(schema_dir or SCHEMA_DIR)
         registry = dict(registry_ids or {})
         unknown = sorted(n for n in registry.values() if n not in self._current)
@@ -271,6 +280,10 @@ class AvroCodec:
     def schema_names(self) -> tuple[str, ...]:
         """Names of the current schemas (``schemas/avro/<name>.avsc``), sorted."""
         return tuple(sorted(self._current))
+
+    def limit(self, schema_name: str) -> int:
+        """Largest payload of this schema, header included."""
+        return self._limits.get(schema_name, self._max_bytes)
 
     @property
     def max_bytes(self) -> int:
@@ -339,8 +352,9 @@ class AvroCodec:
         except Exception as exc:  # the validator passed; keep the one error type anyway
             raise EncodeError(f"cannot encode '{schema_name}': {exc}") from exc
         data = buffer.getvalue()
-        if len(data) > self._max_bytes:
-            raise EncodeError(f"payload of {len(data)} bytes exceeds limit {self._max_bytes}")
+        limit = self.limit(schema_name)
+        if len(data) > limit:
+            raise EncodeError(f"payload of {len(data)} bytes exceeds limit {limit}")
         return data
 
     def decode(self, data: Payload) -> tuple[str, dict[str, Any]]:
@@ -430,7 +444,7 @@ class AvroCodec:
         size = len(data)
         if size == 0:
             raise DecodeError("empty input")
-        if size > self._max_bytes:
+        if size > self._hard_max:
             raise DecodeError(f"payload of {size} bytes exceeds limit {self._max_bytes}")
 
         entry: _SchemaVersion | None
@@ -471,6 +485,8 @@ class AvroCodec:
 
         if expected is not None and entry.name != expected:
             raise DecodeError(f"schema mismatch: expected '{expected}', got '{entry.name}'")
+        if size > self.limit(entry.name):
+            raise DecodeError(f"payload of {size} bytes exceeds limit {self.limit(entry.name)}")
 
         buffer = io.BytesIO(data)
         buffer.seek(start)

@@ -279,8 +279,28 @@ def test_oversized_payload() -> None:
 
 def test_default_limit_is_one_mebibyte() -> None:
     assert CODEC.max_bytes == 1 << 20
+    header = CODEC.encode("label", LABEL)[:10]
     with pytest.raises(DecodeError, match=r"^payload of 1048577 bytes exceeds limit 1048576$"):
-        CODEC.decode(b"\xc3\x01" + bytes((1 << 20) - 1))
+        CODEC.decode(header + bytes((1 << 20) + 1 - len(header)))
+    with pytest.raises(DecodeError, match=r"^payload of 33554433 bytes exceeds limit 1048576$"):
+        CODEC.decode(b"\xc3\x01" + bytes((32 << 20) - 1))  # beyond every limit: not even parsed
+
+
+def test_model_events_may_carry_a_large_reference_profile() -> None:
+    assert CODEC.limit("model_event") == 32 << 20 and CODEC.limit("label") == 1 << 20
+    event = {
+        "event_id": "e",
+        "model_name": "m",
+        "model_version": "1",
+        "event_type": "registered",
+        "timestamp": 0,
+        "reference_profile": "x" * (3 << 20),
+    }
+    data = CODEC.encode("model_event", event)
+    assert len(data) > 3 << 20
+    assert CODEC.decode_as("model_event", data)["reference_profile"] == event["reference_profile"]
+    with pytest.raises(EncodeError, match="exceeds limit 33554432"):
+        CODEC.encode("model_event", {**event, "reference_profile": "x" * (33 << 20)})
 
 
 def test_decode_as_rejects_another_schema() -> None:
