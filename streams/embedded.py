@@ -21,7 +21,7 @@ import os
 import pickle
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +111,9 @@ class EmbeddedRuntime:
         self.position = 0
         self.counters: Counter[str] = Counter()
         self._checkpoint_path = self.runtime_dir / "checkpoint"
+        self._append_lock = threading.Lock()
+        # (start, end, records) of spans appended by submit and not yet processed
+        self._inflight: deque[tuple[int, int, list[tuple[Topic, dict]]]] = deque()
         self._restore()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -139,19 +142,26 @@ class EmbeddedRuntime:
             raise ValueError(f"{topic} is not an input topic; inputs are {', '.join(INPUT_TOPICS)}")
         result = PublishResult()
         entries: list[tuple[Topic, bytes]] = []
+        decoded: list[tuple[Topic, dict]] = []
+        normalize = _NORMALIZE.get(topic)
         now = int(time.time() * 1000)
         for i, rec in enumerate(records):
             try:
                 entries.append((topic, self.codec.encode(topic.schema_name, rec)))
-                result.accepted.append(i)
             except (EncodeError, TypeError, ValueError) as exc:
                 reason = getattr(exc, "reason", None) or str(exc)
                 result.rejected.append((i, reason))
-                raw = _raw_json(rec)
-                dl = dead_letter_record(str(topic), raw, exc, received_at=now)
+                dl = dead_letter_record(str(topic), _raw_json(rec), exc, received_at=now)
                 entries.append((Topic.DEAD_LETTERS, self.codec.encode("dead_letter", dl)))
-        result.position = self.log.append(entries)
-        self._wake()
+                decoded.append((Topic.DEAD_LETTERS, dl))
+                continue
+            result.accepted.append(i)
+            if normalize is not None:
+                decoded.append((topic, normalize(rec)))
+        # Predictions and labels are handed to the processing thread as validated records
+        # as well, so it need not decode what was just encoded; after a restart the same
+        # records are decoded from the log, and _NORMALIZE makes both identical.
+        result.position = self._append(entries, decoded if normalize is not None else None)
         return result
 
     def publish(self, topic: Topic, records: list[dict]) -> int:
@@ -171,9 +181,20 @@ class EmbeddedRuntime:
                 str(topic), bytes(payload), exc, received_at=int(time.time() * 1000)
             )
             entries = [(Topic.DEAD_LETTERS, self.codec.encode("dead_letter", dl))]
-        result.position = self.log.append(entries)
-        self._wake()
+        result.position = self._append(entries, None)
         return result
+
+    def _append(
+        self, entries: list[tuple[Topic, bytes]], decoded: list[tuple[Topic, dict]] | None
+    ) -> int:
+        """Append durably; remember the decoded records of this span for the fast path."""
+        with self._append_lock:
+            start = self.log.end
+            end = self.log.append(entries)
+            if decoded is not None and end > start:
+                self._inflight.append((start, end, decoded))
+        self._wake()
+        return end
 
     def wait_for(self, position: int, timeout: float = 10.0) -> bool:
         """Block until everything up to ``position`` is processed and stored."""
@@ -197,14 +218,37 @@ class EmbeddedRuntime:
 
     def step(self) -> int:
         """Process one batch from the log in the calling thread; returns entries processed."""
-        entries, next_pos = self.log.read(self.position, self.batch_size)
-        if not entries:
-            return 0
-        self._process(entries)
+        fast = self._take_inflight()
+        if fast is not None:
+            records, next_pos = fast
+            self._process_records(records)
+            n = len(records)
+        else:
+            entries, next_pos = self.log.read(self.position, self.batch_size)
+            if not entries:
+                return 0
+            produced: list[Emit] = []
+            records = _decode(self.codec, entries, produced)
+            self._process_records(records, produced)
+            n = len(entries)
         with self._cond:
             self.position = next_pos
             self._cond.notify_all()
-        return len(entries)
+        return n
+
+    def _take_inflight(self) -> tuple[list[tuple[Topic, dict]], int] | None:
+        """Decoded records of the spans that start exactly at the current position, if any."""
+        with self._append_lock:
+            while self._inflight and self._inflight[0][1] <= self.position:
+                self._inflight.popleft()  # already processed from the log (replay)
+            if not self._inflight or self._inflight[0][0] != self.position:
+                return None
+            records: list[tuple[Topic, dict]] = []
+            end = self.position
+            while self._inflight and self._inflight[0][0] == end and len(records) < self.batch_size:
+                _, end, decoded = self._inflight.popleft()
+                records.extend(decoded)
+            return records, end
 
     def drain(self) -> None:
         """Process everything appended so far (in the calling thread when not started)."""
@@ -303,19 +347,21 @@ class EmbeddedRuntime:
                     if self.position >= self.log.end and not self._stop.is_set():
                         self._cond.wait(0.2)
 
-    def _process(self, entries: list[tuple[Topic, bytes]]) -> None:
-        produced: list[Emit] = []
+    def _process_records(
+        self, records: list[tuple[Topic, dict]], produced: list[Emit] | None = None
+    ) -> None:
+        produced = produced if produced is not None else []
         inputs: dict[Topic, list[dict]] = {}
-        for topic, records in _decode_groups(self.codec, entries, produced):
-            kept, dead = self.dedup.filter(topic, records)
+        for topic, group in _runs(records):
+            kept, dead = self.dedup.filter(topic, group)
             produced.extend(dead)
             self.counters[f"in:{topic.value}"] += len(kept)
             inputs.setdefault(topic, []).extend(kept)
             if kept and topic != Topic.DEAD_LETTERS:
                 produced.extend(run_to_completion(self.processors, topic, kept))
-        for topic, records in inputs.items():
-            if records:
-                self.store.write(topic, records)
+        for topic, group in inputs.items():
+            if group:
+                self.store.write(topic, group)
         self._write(produced)
 
     def _write(self, produced: list[Emit]) -> None:
@@ -346,23 +392,65 @@ class EmbeddedRuntime:
         log.info("restored checkpoint at log position %d", self.position)
 
 
-def _decode_groups(
+def _decode(
     codec: AvroCodec, entries: list[tuple[Topic, bytes]], produced: list[Emit]
-) -> list[tuple[Topic, list[dict]]]:
-    """Decode log entries into runs of consecutive records of the same topic."""
-    groups: list[tuple[Topic, list[dict]]] = []
+) -> list[tuple[Topic, dict]]:
+    """Decode log entries (as written by ``submit``: trusted, but never crash on them)."""
+    records: list[tuple[Topic, dict]] = []
     for topic, payload in entries:
         try:
-            rec = codec.decode_as(topic.schema_name, payload)
+            records.append((topic, codec.decode_as(topic.schema_name, payload)))
         except DecodeError as exc:  # cannot happen for entries we validated; never crash on it
-            rec_dl = dead_letter_record(str(topic), payload, exc, received_at=0)
-            produced.append((Topic.DEAD_LETTERS, rec_dl))
-            continue
+            produced.append(
+                (Topic.DEAD_LETTERS, dead_letter_record(str(topic), payload, exc, received_at=0))
+            )
+    return records
+
+
+def _runs(records: list[tuple[Topic, dict]]) -> list[tuple[Topic, list[dict]]]:
+    """Consecutive records of the same topic, in order."""
+    groups: list[tuple[Topic, list[dict]]] = []
+    for topic, rec in records:
         if groups and groups[-1][0] == topic:
             groups[-1][1].append(rec)
         else:
             groups.append((topic, [rec]))
     return groups
+
+
+def _double(value: Any) -> Any:
+    """What an Avro ``double`` (or ``double | string``) gives back for a value."""
+    return float(value) if type(value) is int else value
+
+
+def _normalize_prediction(r: Mapping[str, Any]) -> dict:
+    """The record exactly as ``AvroCodec.decode`` returns it after ``encode`` (defaults filled,
+    ints in double fields as floats), without the round trip."""
+    scores = r.get("scores")
+    segment = r.get("segment")
+    return {
+        "prediction_id": r["prediction_id"],
+        "model_name": r["model_name"],
+        "model_version": r["model_version"],
+        "timestamp": r["timestamp"],
+        "features": dict(r["features"]),
+        "prediction": _double(r["prediction"]),
+        "scores": None if scores is None else {k: float(v) for k, v in scores.items()},
+        "segment": None if segment is None else dict(segment),
+    }
+
+
+def _normalize_label(r: Mapping[str, Any]) -> dict:
+    return {
+        "prediction_id": r["prediction_id"],
+        "model_name": r["model_name"],
+        "label": _double(r["label"]),
+        "timestamp": r["timestamp"],
+        "model_version": r.get("model_version"),
+    }
+
+
+_NORMALIZE = {Topic.PREDICTIONS: _normalize_prediction, Topic.LABELS: _normalize_label}
 
 
 def _raw_json(record: Mapping[str, Any] | Any) -> bytes:

@@ -53,6 +53,7 @@ def test_register_publish_then_ack_and_resolve_from_the_cli(
                     timestamp=e["timestamp"],
                 )
             pub.flush(wait=True)
+        runtime.drain()  # the API's wait has a timeout; make sure every window has been processed
 
         assert main(["models", "list", *args]) == 0
         assert "churn" in capsys.readouterr().out

@@ -8,8 +8,12 @@ ADWIN concept-drift detection, and alerts written revision by revision with the
 responders' acknowledgements.
 
 The rendering test opens the report in Debian's headless Chromium (``/usr/bin/chromium``,
-installed by ``make test``) twice, with and without JavaScript, and compares the screenshots:
-what differs is what plotly drew. It also checks the DOM after the scripts ran.
+installed by ``make test``), driven by Playwright, twice: as it is, and stripped of its
+scripts. The screenshot is taken once the page says that every chart is drawn (the report
+sets ``<html data-charts-drawn="N">`` when all its ``Plotly.newPlot`` promises resolved),
+however slow the machine; what differs from the script-less one is what plotly drew. It
+also checks the DOM after the scripts ran, that the page requested nothing but itself and
+that no script failed.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -34,6 +40,9 @@ from driftline.report import ReportError, add_report_parser, build_report, parse
 from schemas.codec import DecodeError, dead_letter_record
 from schemas.topics import DATASET_FEATURE, PREDICTION_FEATURE, Topic
 from streams.store import ClickHouseStore
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, ViewportSize
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -615,74 +624,115 @@ def test_cli_report_subcommand(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- real browser
 
 CHARTS = ("psi-chart", "dataset-chart", "performance-chart", "alert-chart")
+# No sandbox (CI runs as root), no GPU, none of Chromium's own traffic (updates, sync,
+# field trials), no QUIC; Playwright adds --headless and --hide-scrollbars.
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--force-device-scale-factor=1",
+)
+VIEWPORT: ViewportSize = {"width": 1400, "height": 2400}
+DRAWN_TIMEOUT_MS = 60_000  # generous: the machine may be busy (a Kafka JVM, other tests)
 
 
-def chromium(profile_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run headless Chromium; a dead proxy catches any attempt to reach the network."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (whose driver ships in its wheel:
+    no browser is downloaded). A dead proxy catches any attempt to reach the network."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium package "
             "(or `apt-get update && apt-get install -y chromium` as root)",
             pytrace=False,
         )
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--force-device-scale-factor=1",
-        "--proxy-server=http://127.0.0.1:9",
-        "--proxy-bypass-list=<-loopback>",
-        "--virtual-time-budget=15000",
-        "--run-all-compositor-stages-before-draw",
-        "--enable-logging=stderr",
-        f"--user-data-dir={profile_root / uuid.uuid4().hex}",
-        *args,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "playwright is missing: run `make test`, or `pip install -e '.[dev]'` "
+            "(no `playwright install`: the test drives /usr/bin/chromium)",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=list(CHROMIUM_ARGS),
+            proxy={"server": "http://127.0.0.1:9"},
+            timeout=120_000,
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
-def page_requests(netlog: Path) -> list[str]:
-    """Network URLs the page itself requested, from Chromium's NetLog (``--log-net-log``).
+@dataclass
+class Visit:
+    """A page open in its own browser context, and everything it did there."""
 
-    Chromium's own background requests (updates, accounts) are not the page's: only
-    requests whose network isolation key is the ``file://`` page count.
-    """
-    events = json.loads(netlog.read_text(encoding="utf-8"))["events"]
-    return sorted(
-        {
-            str(e["params"]["url"])
-            for e in events
-            if "url" in e.get("params", {})
-            and "file://" in str(e["params"].get("network_isolation_key", ""))
-            and not str(e["params"]["url"]).startswith("file:")
-        }
+    page: Page
+    requests: list[str] = field(default_factory=list)  # every URL, the page's own included
+    console: list[str] = field(default_factory=list)  # "type: text"
+    errors: list[str] = field(default_factory=list)  # uncaught exceptions
+
+    def problems(self) -> list[str]:
+        """Uncaught exceptions and console errors."""
+        bad = [m for m in self.console if m.startswith("error:") or "Uncaught" in m]
+        return [*self.errors, *bad]
+
+
+@contextmanager
+def visit(browser: Browser, url: str) -> Iterator[Visit]:
+    """Open ``url`` (up to its load event) in a fresh context that records every request
+    (documents, scripts, styles, images, fetch/XHR, workers' requests, web sockets), the
+    console and uncaught exceptions."""
+    context = browser.new_context(
+        viewport=VIEWPORT,
+        device_scale_factor=1,
+        service_workers="block",
     )
+    try:
+        page = context.new_page()
+        seen = Visit(page)
+        context.on("request", lambda request: seen.requests.append(request.url))
+        page.on("websocket", lambda socket: seen.requests.append(socket.url))
+        page.on("console", lambda message: seen.console.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: seen.errors.append(str(error)))
+        page.goto(url, wait_until="load", timeout=DRAWN_TIMEOUT_MS)
+        yield seen
+    finally:
+        context.close()
 
 
-def test_network_check_catches_external_resources(tmp_path: Path) -> None:
-    """The control for the check above: a page with a CDN script is caught."""
+def test_network_and_console_checks_catch_offenders(browser: Browser, tmp_path: Path) -> None:
+    """The control for the checks below: a page with a CDN script, a remote stylesheet and
+    image, a fetch() and a failing script is caught on every count."""
     page = tmp_path / "cdn.html"
     page.write_text(
-        '<html><body><script src="https://cdn.plot.ly/plotly-2.35.2.min.js"></script>'
-        '<link rel="stylesheet" href="http://fonts.example.org/x.css"><p>x</p></body></html>',
+        '<html><head><link rel="stylesheet" href="http://fonts.example.org/x.css"></head><body>'
+        '<script src="https://cdn.plot.ly/plotly-2.35.2.min.js"></script>'
+        '<img src="https://img.example.net/pixel.png"><p>x</p>'
+        '<script>window.beacon = fetch("https://api.example.com/b").catch(() => "failed");</script>'
+        "<script>Plotly.newPlot('x', []);</script></body></html>",
         encoding="utf-8",
     )
-    assert len(external_references(page.read_text(encoding="utf-8"))) == 2
-    netlog = tmp_path / "netlog.json"
-    chromium(tmp_path, f"--log-net-log={netlog}", "--dump-dom", page.as_uri())
-    assert page_requests(netlog) == [
+    assert len(external_references(page.read_text(encoding="utf-8"))) == 3
+    with visit(browser, page.as_uri()) as seen:
+        assert seen.page.evaluate("window.beacon") == "failed"  # the fetch was tried
+    assert sorted(seen.requests) == [
+        page.as_uri(),
         "http://fonts.example.org/x.css",
+        "https://api.example.com/b",
         "https://cdn.plot.ly/plotly-2.35.2.min.js",
+        "https://img.example.net/pixel.png",
     ]
+    assert any("Plotly is not defined" in e for e in seen.errors), seen.errors
+    assert any("ERR_PROXY_CONNECTION_FAILED" in m for m in seen.problems()), seen.console
 
 
 def _load_rgb(path: Path) -> np.ndarray:
@@ -750,30 +800,54 @@ def trace_lines(svg: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_report_renders_in_headless_chromium(report: str, tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(report: str, browser: Browser, tmp_path: Path) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     started = time.monotonic()
     page = tmp_path / "report.html"
     page.write_text(report, encoding="utf-8")
     url = page.as_uri()
     # The baseline: the same page without its scripts (same layout: chart divs have fixed
-    # heights). Chromium's own switch to disable JavaScript also disables --screenshot.
+    # heights), so what differs between the screenshots is what JavaScript drew.
     bare = tmp_path / "report-noscript.html"
     bare.write_text(re.sub(r"<script\b.*?</script>", "", report, flags=re.S), encoding="utf-8")
     shots = {"js": tmp_path / "report.png", "nojs": tmp_path / "report-noscript.png"}
-    size = "--window-size=1400,2400"
-    netlog = tmp_path / "netlog.json"
-    js_run = chromium(tmp_path, f"--screenshot={shots['js']}", size, f"--log-net-log={netlog}", url)
-    chromium(tmp_path, f"--screenshot={shots['nojs']}", size, bare.as_uri())
-    dom = chromium(tmp_path, "--dump-dom", url).stdout
+    # The marker is not in the file: only the page's own script, once every chart's
+    # Plotly.newPlot promise resolved, sets it. The screenshot waits for it, not a clock.
+    assert "data-charts-drawn" not in report and "__driftlineChartsDrawn = ids.length" in report
+    drawn = (
+        f"document.documentElement.dataset.chartsDrawn === '{len(CHARTS)}'"
+        f" && window.__driftlineChartsDrawn === {len(CHARTS)}"
+    )
+    with visit(browser, url) as seen:
+        try:
+            seen.page.wait_for_function(drawn, timeout=DRAWN_TIMEOUT_MS)
+        except PlaywrightTimeoutError:
+            pytest.fail(
+                f"the charts were not all drawn within {DRAWN_TIMEOUT_MS / 1000:.0f}s: "
+                f"marker {seen.page.evaluate('document.documentElement.dataset.chartsDrawn')!r}, "
+                f"errors {seen.errors}, console {seen.console}",
+                pytrace=False,
+            )
+        # let a frame with the finished charts be painted before the screenshot
+        seen.page.evaluate("() => new Promise(r => requestAnimationFrame(() => setTimeout(r)))")
+        seen.page.screenshot(path=shots["js"], animations="disabled", caret="hide")
+        dom = seen.page.content()
+    drawn_after = time.monotonic() - started
+    with visit(browser, bare.as_uri()) as bare_seen:
+        assert bare_seen.page.evaluate("document.documentElement.dataset.chartsDrawn") is None
+        bare_seen.page.screenshot(path=shots["nojs"], animations="disabled", caret="hide")
     if os.environ.get("DRIFTLINE_REPORT_SCREENSHOT"):  # keep a copy to look at
         shutil.copy(shots["js"], os.environ["DRIFTLINE_REPORT_SCREENSHOT"])
 
-    # The page asked for nothing over the network, and no script failed.
-    assert page_requests(netlog) == []
-    console = [line for line in js_run.stderr.splitlines() if ":CONSOLE" in line]
-    assert not [line for line in console if "Error" in line or "Uncaught" in line], console
+    # The page asked for nothing but itself (not even a failed try), and no script failed.
+    assert seen.requests == [url], seen.requests
+    assert bare_seen.requests == [bare.as_uri()], bare_seen.requests
+    assert seen.problems() == [], (seen.errors, seen.console)
+    assert bare_seen.problems() == [], (bare_seen.errors, bare_seen.console)
 
     # --- the DOM after the inlined plotly.js ran
+    assert re.search(rf'<html [^>]*data-charts-drawn="{len(CHARTS)}"', dom)
     for chart in CHARTS:
         tag = re.search(rf'<div [^>]*id="{chart}"[^>]*>', dom)
         assert tag is not None and "js-plotly-plot" in tag.group(0), chart
@@ -804,7 +878,7 @@ def test_report_renders_in_headless_chromium(report: str, tmp_path: Path) -> Non
     with_js, without_js = _load_rgb(shots["js"]), _load_rgb(shots["nojs"])
     assert with_js.shape == without_js.shape == (2400, 1400, 3)
     bands = measure(with_js, without_js)
-    print(json.dumps(bands), f"chromium runs: {time.monotonic() - started:.1f}s")
+    print(json.dumps(bands), f"charts drawn after {drawn_after:.1f}s")
     assert len(bands) == len(CHARTS), bands
     for band in bands:
         assert band["height"] >= 250, band
