@@ -334,17 +334,20 @@ class AvroCodec:
         if unknown:
             names = ", ".join(repr(key) for key in unknown)
             raise EncodeError(f"unknown field {names} for schema '{schema_name}'")
-        try:
-            valid = _valid(record, entry.writer)
-            reason = (
-                _explain_invalid(record, entry.current_json, schema_name)
-                if not valid
-                else _non_finite(record, entry.finite_fields)
-            )
-        except Exception as exc:  # exotic values (numpy arrays, ...) can break comparisons
-            raise EncodeError(f"cannot validate '{schema_name}' record: {exc!r}") from exc
-        if reason is not None:
-            raise EncodeError(reason)
+        quick = _QUICK_CHECKS.get(schema_name)
+        if quick is None or not quick(record):
+            # The general check: fastavro's validator, then a message naming the field.
+            try:
+                valid = _valid(record, entry.writer)
+                reason = (
+                    _explain_invalid(record, entry.current_json, schema_name)
+                    if not valid
+                    else _non_finite(record, entry.finite_fields)
+                )
+            except Exception as exc:  # exotic values (numpy arrays, ...) can break comparisons
+                raise EncodeError(f"cannot validate '{schema_name}' record: {exc!r}") from exc
+            if reason is not None:
+                raise EncodeError(reason)
         buffer = io.BytesIO()
         buffer.write(entry.header)
         try:
@@ -690,6 +693,90 @@ def _load_schemas(
 
 
 # --- checks and messages -------------------------------------------------------------
+
+
+# --- quick checks of the high-volume schemas ---------------------------------------------
+# Exact type tests (``type(x) is ...``) of the shapes a well-formed prediction or label takes.
+# True means the record is valid (what fastavro's validator plus the NaN rule would say);
+# False means "not sure", and the general check runs and explains. It never says True for a
+# record the general check would refuse.
+
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
+def _is_long(v: Any) -> bool:
+    return type(v) is int and _LONG_MIN <= v <= _LONG_MAX
+
+
+def _is_finite_number(v: Any) -> bool:
+    t = type(v)
+    return (t is float and math.isfinite(v)) or (t is int and _LONG_MIN <= v <= _LONG_MAX)
+
+
+def _quick_features(features: Any) -> bool:
+    if type(features) is not dict:
+        return False
+    for key, v in features.items():
+        if type(key) is not str:
+            return False
+        t = type(v)
+        if v is None or t is str or t is bool:
+            continue
+        if t is float:
+            if not math.isfinite(v):
+                return False
+        elif t is not int or not _LONG_MIN <= v <= _LONG_MAX:
+            return False
+    return True
+
+
+def _quick_str_map(value: Any) -> bool:
+    return value is None or (
+        type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
+    )
+
+
+def _quick_score_map(value: Any) -> bool:
+    return value is None or (
+        type(value) is dict
+        and all(
+            type(k) is str
+            and (type(v) is float or (type(v) is int and _LONG_MIN <= v <= _LONG_MAX))
+            for k, v in value.items()
+        )
+    )
+
+
+def _quick_prediction(r: Mapping[str, Any]) -> bool:
+    target = r.get("prediction")
+    return (
+        type(r.get("prediction_id")) is str
+        and type(r.get("model_name")) is str
+        and type(r.get("model_version")) is str
+        and _is_long(r.get("timestamp"))
+        and (type(target) is str or _is_finite_number(target))
+        and _quick_features(r.get("features"))
+        and _quick_score_map(r.get("scores"))
+        and _quick_str_map(r.get("segment"))
+    )
+
+
+def _quick_label(r: Mapping[str, Any]) -> bool:
+    target = r.get("label")
+    version = r.get("model_version")
+    return (
+        type(r.get("prediction_id")) is str
+        and type(r.get("model_name")) is str
+        and _is_long(r.get("timestamp"))
+        and (type(target) is str or _is_finite_number(target))
+        and (version is None or type(version) is str)
+    )
+
+
+_QUICK_CHECKS: Final[dict[str, Callable[[Mapping[str, Any]], bool]]] = {
+    "prediction": _quick_prediction,
+    "label": _quick_label,
+}
 
 
 def _non_finite(record: Mapping[str, Any], fields: tuple[str, ...]) -> str | None:

@@ -219,16 +219,27 @@ def _features(features: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, 
     numeric: dict[str, float] = {}
     categorical: dict[str, str] = {}
     missing: list[str] = []
+    isfinite = math.isfinite
     for name, value in features.items():
-        if value is None:
+        t = type(value)  # exact types first: this runs for every feature of every event
+        if t is float:
+            # The codec refuses NaN/inf; rows built elsewhere count them as missing,
+            # the way the detectors do.
+            if isfinite(value):
+                numeric[name] = value
+            else:
+                missing.append(name)
+        elif t is int:
+            numeric[name] = float(value)
+        elif t is str:
+            categorical[name] = value
+        elif value is None:
             missing.append(name)
         elif isinstance(value, bool):  # before int: bool is an int
             categorical[name] = "true" if value else "false"
         elif isinstance(value, int | float):
             number = float(value)
-            # The codec refuses NaN/inf; rows built elsewhere count them as missing,
-            # the way the detectors do.
-            if math.isfinite(number):
+            if isfinite(number):
                 numeric[name] = number
             else:
                 missing.append(name)

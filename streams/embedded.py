@@ -218,13 +218,14 @@ class EmbeddedRuntime:
 
     def step(self) -> int:
         """Process one batch from the log in the calling thread; returns entries processed."""
-        fast = self._take_inflight()
+        fast, stop = self._take_inflight()
         if fast is not None:
             records, next_pos = fast
             self._process_records(records)
             n = len(records)
         else:
-            entries, next_pos = self.log.read(self.position, self.batch_size)
+            # up to the next span that the fast path can take, if any
+            entries, next_pos = self.log.read(self.position, self.batch_size, stop=stop)
             if not entries:
                 return 0
             produced: list[Emit] = []
@@ -236,19 +237,23 @@ class EmbeddedRuntime:
             self._cond.notify_all()
         return n
 
-    def _take_inflight(self) -> tuple[list[tuple[Topic, dict]], int] | None:
-        """Decoded records of the spans that start exactly at the current position, if any."""
+    def _take_inflight(self) -> tuple[tuple[list[tuple[Topic, dict]], int] | None, int | None]:
+        """Decoded records of the spans that start exactly at the current position, if any;
+        else None and where the next such span starts (the log read stops there)."""
         with self._append_lock:
             while self._inflight and self._inflight[0][1] <= self.position:
                 self._inflight.popleft()  # already processed from the log (replay)
-            if not self._inflight or self._inflight[0][0] != self.position:
-                return None
+            if not self._inflight:
+                return None, None
+            if self._inflight[0][0] != self.position:
+                start = self._inflight[0][0]
+                return None, start if start > self.position else None
             records: list[tuple[Topic, dict]] = []
             end = self.position
             while self._inflight and self._inflight[0][0] == end and len(records) < self.batch_size:
                 _, end, decoded = self._inflight.popleft()
                 records.extend(decoded)
-            return records, end
+            return (records, end), None
 
     def drain(self) -> None:
         """Process everything appended so far (in the calling thread when not started)."""

@@ -90,10 +90,11 @@ class InputLog:
             return self._end
 
     def read(
-        self, position: int, max_entries: int = 10_000
+        self, position: int, max_entries: int = 10_000, stop: int | None = None
     ) -> tuple[list[tuple[Topic, bytes]], int]:
-        """Entries from ``position`` (at most ``max_entries``) and the position after them."""
-        end = self._end
+        """Entries from ``position`` (at most ``max_entries``, none at or past ``stop``) and the
+        position after them."""
+        end = self._end if stop is None else min(self._end, stop)
         if position >= end:
             return [], position
         entries: list[tuple[Topic, bytes]] = []

@@ -531,3 +531,42 @@ def test_docstring_examples_run(module: Any) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# --- the quick checks of the high-volume schemas agree with the general one -----------------
+
+_odd_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@pytest.mark.parametrize("name", ["prediction", "label"])
+@given(data=st.data())
+@settings(max_examples=300, deadline=None)
+def test_quick_check_never_accepts_what_the_general_check_refuses(
+    name: str, data: st.DataObject
+) -> None:
+    from schemas.codec import _QUICK_CHECKS, _non_finite, _valid
+
+    record = dict(data.draw(records(name)))
+    field = data.draw(st.sampled_from(sorted(record)))
+    if data.draw(st.booleans()):  # corrupt one field, or one feature
+        if name == "prediction" and field == "features" and record["features"]:
+            key = data.draw(st.sampled_from(sorted(record["features"])))
+            record["features"] = {**record["features"], key: data.draw(_odd_values)}
+        else:
+            record[field] = data.draw(_odd_values)
+    entry = CODEC._entry(name, ValueError)
+    general_ok = _valid(record, entry.writer) and _non_finite(record, entry.finite_fields) is None
+    if _QUICK_CHECKS[name](record):
+        assert general_ok, record
+    if general_ok:
+        assert CODEC.decode_as(name, CODEC.encode(name, record)) is not None
+    else:
+        with pytest.raises(EncodeError):
+            CODEC.encode(name, record)

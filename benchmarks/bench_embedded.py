@@ -1,0 +1,242 @@
+"""Benchmark: the embedded runtime, from publish to aggregates in the store.
+
+20-feature prediction events (plus labels for half of them), batched. Measured in
+one run, printed as ratios against the ceiling — a bare loop that only decodes
+the same Avro payloads — never as a pass/fail:
+
+- ``decode only``: ``AvroCodec.decode`` over the payloads (the ceiling);
+- ``runtime``: ``EmbeddedRuntime.submit`` (validate, encode, durable log) + processing
+  (decode, dedup, windows, label join, ADWIN, alerts) + store writes (raw events and
+  aggregates, ClickHouse engine in-process through chDB), until everything is stored;
+- ``SDK over HTTP``: ``driftline.Publisher`` → ``driftline serve``'s API (uvicorn, loopback)
+  → the same runtime;
+- resident memory (RSS) sampled along the runtime run: state is O(bins + reservoir +
+  join horizon), so it must level off, not grow with the events.
+
+Run: ``.venv/bin/python benchmarks/bench_embedded.py [--events N] [--http-events N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from detectors.profile import ReferenceProfile
+from schemas.codec import AvroCodec
+from schemas.topics import Topic
+
+N_FEATURES = 20
+HOUR = 3_600_000
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_events(n: int, t0: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Predictions spread at 100 per second of event time, labels for every other one, 10 min later."""
+    rng = np.random.default_rng(seed)
+    names = [f"f{i}" for i in range(N_FEATURES)]
+    values = rng.normal(size=(n, N_FEATURES))
+    values[n // 2 :, :4] += 0.5  # drift in four features halfway
+    preds, labels = [], []
+    for i in range(n):
+        ts = t0 + i * 10
+        row = values[i].tolist()
+        preds.append(
+            {
+                "prediction_id": f"p{i}",
+                "model_name": "bench",
+                "model_version": "1",
+                "timestamp": ts,
+                "features": dict(zip(names, row, strict=True)),
+                "prediction": "yes" if row[0] > 0 else "no",
+            }
+        )
+        if i % 2 == 0:
+            labels.append(
+                {
+                    "prediction_id": f"p{i}",
+                    "model_name": "bench",
+                    "label": "yes" if row[0] + rng.normal(0, 0.5) > 0 else "no",
+                    "timestamp": ts + 600_000,
+                }
+            )
+    return preds, labels
+
+
+def profile(seed: int = 1) -> ReferenceProfile:
+    rng = np.random.default_rng(seed)
+    ref = {f"f{i}": rng.normal(size=20_000) for i in range(N_FEATURES)}
+    pred = np.where(ref["f0"] > 0, "yes", "no").astype(object)
+    return ReferenceProfile.from_columns(ref, prediction=pred)
+
+
+def model_event(t0: int) -> dict:
+    return {
+        "event_id": "bench-1",
+        "model_name": "bench",
+        "model_version": "1",
+        "event_type": "registered",
+        "timestamp": t0,
+        "reference_profile": profile().to_json(),
+    }
+
+
+def interleave(preds: list[dict], labels: list[dict], batch: int) -> list[tuple[Topic, list[dict]]]:
+    ops: list[tuple[Topic, list[dict]]] = []
+    j = 0
+    for i in range(0, len(preds), batch):
+        chunk = preds[i : i + batch]
+        ops.append((Topic.PREDICTIONS, chunk))
+        now = chunk[-1]["timestamp"]
+        k = j
+        while k < len(labels) and labels[k]["timestamp"] <= now:
+            k += 1
+        if k > j:
+            ops.append((Topic.LABELS, labels[j:k]))
+            j = k
+    if j < len(labels):
+        ops.append((Topic.LABELS, labels[j:]))
+    return ops
+
+
+def bench_decode(preds: list[dict]) -> float:
+    codec = AvroCodec()
+    payloads = [codec.encode("prediction", p) for p in preds]
+    t = time.perf_counter()
+    for data in payloads:
+        codec.decode(data)
+    return len(payloads) / (time.perf_counter() - t)
+
+
+def bench_runtime(
+    preds: list[dict], labels: list[dict], t0: int, data_dir: Path, batch: int
+) -> tuple[float, list[tuple[int, float]]]:
+    from driftline.settings import load_settings
+    from streams.embedded import EmbeddedRuntime
+
+    settings = load_settings(data_dir=data_dir, checkpoint_interval_seconds=5.0)
+    rt = EmbeddedRuntime(settings).start()
+    rt.wait_for(rt.publish(Topic.MODEL_EVENTS, [model_event(t0)]), timeout=60)
+    ops = interleave(preds, labels, batch)
+    samples: list[tuple[int, float]] = []
+    sent = 0
+    step = max(len(preds) // 10, 1)
+    t = time.perf_counter()
+    for topic, records in ops:
+        pos = rt.publish(topic, records)
+        if topic == Topic.PREDICTIONS:
+            sent += len(records)
+            if sent // step != (sent - len(records)) // step:
+                rt.wait_for(pos, timeout=3600)  # keep the log from running far ahead of processing
+                samples.append((sent, rss_mib()))
+    rt.drain()
+    elapsed = time.perf_counter() - t
+    counts = rt.store.counts()
+    assert counts["predictions"] == len(preds), counts
+    rt.stop()
+    return len(preds) / elapsed, samples
+
+
+def bench_http(preds: list[dict], labels: list[dict], t0: int, data_dir: Path, batch: int) -> float:
+    import socket
+
+    import uvicorn
+
+    from driftline import Publisher
+    from driftline.settings import load_settings
+    from streams.api import create_app
+    from streams.embedded import EmbeddedRuntime
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = load_settings(data_dir=data_dir, api_port=port, checkpoint_interval_seconds=5.0)
+    rt = EmbeddedRuntime(settings).start()
+    rt.wait_for(rt.publish(Topic.MODEL_EVENTS, [model_event(t0)]), timeout=60)
+    server = uvicorn.Server(uvicorn.Config(create_app(rt, settings), port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    pub = Publisher(f"http://127.0.0.1:{port}", batch_size=batch)
+    t = time.perf_counter()
+    for topic, records in interleave(preds, labels, batch):
+        for r in records:
+            if topic == Topic.PREDICTIONS:
+                pub.predict(
+                    r["model_name"],
+                    r["model_version"],
+                    r["features"],
+                    r["prediction"],
+                    prediction_id=r["prediction_id"],
+                    timestamp=r["timestamp"],
+                )
+            else:
+                pub.label(r["prediction_id"], r["model_name"], r["label"], timestamp=r["timestamp"])
+    pub.flush(wait=True)
+    rt.drain()
+    elapsed = time.perf_counter() - t
+    pub.close()
+    server.should_exit = True
+    thread.join(10)
+    rt.stop()
+    return len(preds) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=200_000,
+        help="predictions through the runtime (default 200000)",
+    )
+    parser.add_argument(
+        "--http-events", type=int, default=50_000, help="predictions through the SDK + HTTP API"
+    )
+    parser.add_argument("--batch", type=int, default=1_000, help="events per publish / request")
+    args = parser.parse_args()
+    now = int(time.time() * 1000)
+    t0 = now - now % HOUR - 72 * HOUR
+    print(
+        f"# driftline embedded runtime benchmark: {N_FEATURES}-feature predictions, labels for half, batches of {args.batch}"
+    )
+    preds, labels = make_events(args.events, t0)
+    ceiling = bench_decode(preds[: min(len(preds), 100_000)])
+    print(f"decode only (the ceiling): {ceiling:,.0f} events/s")
+    tmp = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
+    try:
+        rate, samples = bench_runtime(preds, labels, t0, tmp / "runtime", args.batch)
+        print(
+            f"runtime, publish -> aggregates stored: {rate:,.0f} events/s "
+            f"= {rate / ceiling:.1%} of the decode-only ceiling"
+        )
+        print("RSS while streaming: " + ", ".join(f"{n // 1000}k: {m:.0f} MiB" for n, m in samples))
+        if len(samples) >= 4:
+            grow = samples[-1][1] - samples[len(samples) // 2][1]
+            print(f"RSS growth over the second half of the run: {grow:+.0f} MiB")
+        if args.http_events:
+            hp, hl = make_events(args.http_events, t0, seed=2)
+            hrate = bench_http(hp, hl, t0, tmp / "http", args.batch)
+            print(
+                f"SDK -> HTTP API -> runtime -> store: {hrate:,.0f} events/s "
+                f"= {hrate / ceiling:.1%} of the ceiling, {hrate / rate:.2f}x the in-process runtime"
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,955 @@
+"""The distributed runtime: the topology's processors behind a Kafka consumer group.
+
+``KafkaWorker`` consumes the input topics (predictions, labels, alert acks, model
+events), hands decoded records to the processors of ``streams.topology`` —
+the same ``build_processors`` / ``run_to_completion`` the embedded runtime uses —,
+publishes what they return on the output topics (Avro single-object encoding, keyed
+by model name) and writes inputs and outputs to ClickHouse through
+``streams.store.ClickHouseStore``.
+
+Partitions are the unit of everything:
+
+- Every topic is keyed by model name and the input topics have the same partition
+  count, so partition *p* of each input topic holds the same models. The consumer
+  uses the range assignor, which gives partition *p* of every input topic to one
+  worker; that worker runs one :class:`PartitionTask` for *p*: its own processors,
+  duplicate filter and offsets.
+- Within a task, records of the four input topics are merged into one sequence by
+  (broker append time, topic rank, offset). A record is released only when every
+  other input topic of the partition either has a later record buffered or is known
+  to be caught up (its high watermark, queried after the record's time, equals our
+  position). The order is therefore a property of the log, not of fetch timing:
+  a replay after a crash processes the same records in the same order.
+- Every ``checkpoint_interval`` seconds (and when partitions are revoked, and at
+  shutdown) the worker flushes its outputs, then writes one message per task to the
+  compacted state topic: the processors' snapshots *together with the offsets they
+  cover* — one message, so state and offsets are atomic by construction — and then
+  commits those offsets to the group (for lag monitoring). A task assigned to a
+  worker restores the last snapshot of its partition and seeks to its offsets.
+  After a crash (even SIGKILL) nothing is lost and nothing is counted twice: the
+  records after the snapshot are replayed in the same order, and the store's
+  ReplacingMergeTree keys make the rewrites idempotent. Output topics may see the
+  records produced since the last checkpoint a second time (same deterministic ids).
+- A record that cannot be decoded, or that a processor rejects, becomes a dead letter:
+  a ``dead_letters`` row and a message on the dead-letter topic whose headers carry
+  the reason. The worker keeps consuming.
+
+Why not faust: see ``docs/distributed.md`` (faust's at-least-once commits acked
+offsets independently of table changelogs, its agents interleave topics in fetch
+order, and a table touched in a ``stream.take`` batch raises).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
+from schemas.topics import Topic
+from streams.dedup import Deduplicator
+from streams.kafka_topics import DEFAULT_GROUP, TopicNames, ensure_topics
+from streams.processor import Emit
+from streams.store import ClickHouseStore, StoreError
+from streams.topology import INPUT_TOPICS, ProcessorConfig, build_processors, run_to_completion
+
+__all__ = [
+    "DEAD_LETTER_HEADERS",
+    "KafkaWorker",
+    "PartitionTask",
+    "WorkerConfig",
+    "WorkerError",
+    "WorkerMetrics",
+]
+
+log = logging.getLogger("driftline.kafka")
+
+_SNAPSHOT_VERSION: Final = 1
+
+# Tie-break of the merge for records appended in the same millisecond: a version's
+# registration before its predictions, predictions before their labels.
+_RANK: Final[dict[Topic, int]] = {
+    Topic.MODEL_EVENTS: 0,
+    Topic.PREDICTIONS: 1,
+    Topic.LABELS: 2,
+    Topic.ALERT_ACKS: 3,
+}
+
+DEAD_LETTER_HEADERS: Final = (
+    "driftline-reason",
+    "driftline-error-type",
+    "driftline-source-topic",
+    "driftline-source-partition",
+    "driftline-source-offset",
+)
+"""Headers of every message on the dead-letter topic (UTF-8 text)."""
+
+_UNKNOWN: Final = -(2**62)  # merge bound of a topic whose position is not known yet
+
+# An entry waiting in a task's merge queue:
+# (timestamp ms, rank, offset, record or None, DecodeError or None, payload, message key)
+Entry = tuple[int, int, int, dict[str, Any] | None, DecodeError | None, bytes | None, bytes | None]
+
+
+class WorkerError(RuntimeError):
+    """The worker cannot go on without a person: the cluster refused something for good."""
+
+
+@dataclass
+class WorkerConfig:
+    """How a worker talks to Kafka (processing settings live in ``ProcessorConfig``).
+
+    Parameters
+    ----------
+    bootstrap_servers
+        ``host:port[,host:port...]``.
+    names
+        Topic names (prefix) and consumer group.
+    partitions, replication
+        For topics the worker creates at start (``create_topics``).
+    batch_size
+        Most records taken from the consumer per step.
+    poll_timeout
+        Seconds a step waits for records when there are none.
+    checkpoint_interval
+        Seconds between checkpoints (snapshots + offsets).
+    order_slack_ms
+        How far (ms) a broker's clock may be behind this worker's: a topic counts as
+        caught up to time *t* only when its high watermark was read after ``t + slack``.
+        Records wait at least this long when another input topic of their partition is idle.
+    worker_id
+        Stable identity of this worker (``group.instance.id``: static membership, so a
+        restarted worker gets its partitions back without waiting for a session timeout);
+        None: dynamic membership.
+    metrics_host, metrics_port
+        Prometheus endpoint; ``metrics_port=None`` disables it, 0 picks a free port.
+    registry_ids
+        Confluent Schema Registry id -> schema name, to accept that framing.
+    create_topics
+        Create missing topics at start.
+    session_timeout_ms
+        Consumer group session timeout: how long a dead worker keeps its partitions.
+    client_config
+        Extra librdkafka settings for every client (security, ...).
+    """
+
+    bootstrap_servers: str
+    names: TopicNames = field(default_factory=TopicNames)
+    partitions: int = 4
+    replication: int = 1
+    batch_size: int = 5_000
+    poll_timeout: float = 0.1
+    checkpoint_interval: float = 5.0
+    order_slack_ms: int = 500
+    worker_id: str | None = None
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = 9464
+    registry_ids: Mapping[int, str] | None = None
+    create_topics: bool = True
+    session_timeout_ms: int = 10_000
+    flush_timeout: float = 30.0
+    client_config: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> WorkerConfig:
+        """Kafka bootstrap, partitions, replication and checkpoint interval from ``Settings``.
+
+        ``overrides`` set any other field (``None`` values are ignored); ``topic_prefix``
+        and ``group`` build :attr:`names`.
+        """
+        bootstrap = overrides.pop("bootstrap_servers", None) or settings.kafka_bootstrap_servers
+        if not bootstrap:
+            raise WorkerError(
+                "no Kafka bootstrap servers: set DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS "
+                "(or kafka_bootstrap_servers in the settings file, or --bootstrap)"
+            )
+        prefix = overrides.pop("topic_prefix", None) or ""
+        group = overrides.pop("group", None) or DEFAULT_GROUP
+        values: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "names": TopicNames(prefix=prefix, group=group),
+            "partitions": settings.kafka_partitions,
+            "replication": settings.kafka_replication_factor,
+            "checkpoint_interval": float(settings.checkpoint_interval_seconds),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class WorkerMetrics:
+    """The worker's Prometheus metrics, on a registry of its own.
+
+    ``driftline_worker_events_total{topic}``, ``driftline_worker_events_per_second``,
+    ``driftline_worker_dead_letters_total{source_topic}``,
+    ``driftline_worker_outputs_total{topic}``,
+    ``driftline_worker_consumer_lag{topic,partition}`` (records not yet processed),
+    ``driftline_worker_assigned_partitions``, ``driftline_worker_checkpoints_total``,
+    ``driftline_worker_store_errors_total``, ``driftline_worker_batch_seconds``.
+    """
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "driftline_worker_events", "Input records processed.", ["topic"], registry=r
+        )
+        self.events_per_second = Gauge(
+            "driftline_worker_events_per_second",
+            "Input records processed per second (over the last few seconds).",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "driftline_worker_dead_letters",
+            "Dead letters written (undecodable, invalid or duplicate inputs).",
+            ["source_topic"],
+            registry=r,
+        )
+        self.outputs = Counter(
+            "driftline_worker_outputs", "Records produced to output topics.", ["topic"], registry=r
+        )
+        self.lag = Gauge(
+            "driftline_worker_consumer_lag",
+            "Records in the partition not processed yet (high watermark - processed offset).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.partitions = Gauge(
+            "driftline_worker_assigned_partitions", "Input partitions this worker owns.", registry=r
+        )
+        self.checkpoints = Counter(
+            "driftline_worker_checkpoints", "Snapshots written with their offsets.", registry=r
+        )
+        self.store_errors = Counter(
+            "driftline_worker_store_errors",
+            "ClickHouse writes that failed (the worker rewinds and retries).",
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "driftline_worker_batch_seconds", "Time to process one step's records.", registry=r
+        )
+        self._window: deque[tuple[float, int]] = deque()
+
+    def count_events(self, n: int) -> None:
+        """Record ``n`` processed events for the events-per-second gauge."""
+        now = time.monotonic()
+        self._window.append((now, n))
+        while self._window and self._window[0][0] < now - 5.0:
+            self._window.popleft()
+        span = max(now - self._window[0][0], 1.0)
+        self.events_per_second.set(sum(k for _, k in self._window) / span)
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the HTTP endpoint (``/metrics``) in a thread; returns the bound port."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)
+
+
+class PartitionTask:
+    """Processors, duplicate filter, offsets and merge queues of one input partition.
+
+    Parameters
+    ----------
+    partition
+        The partition number (the same in every input topic).
+    config
+        Processor configuration.
+    offsets
+        Next offset to process, per input topic.
+    """
+
+    def __init__(self, partition: int, config: ProcessorConfig, offsets: Mapping[Topic, int]):
+        self.partition = partition
+        self.config = config
+        self.processors = build_processors(config)
+        self.dedup = Deduplicator()
+        self.offsets: dict[Topic, int] = {t: int(offsets.get(t, 0)) for t in INPUT_TOPICS}
+        self.start_offsets: dict[Topic, int] = dict(
+            self.offsets
+        )  # where a rewind goes without a snapshot
+        self.fetched: dict[Topic, int] = dict(self.offsets)
+        self.queues: dict[Topic, deque[Entry]] = {t: deque() for t in INPUT_TOPICS}
+        # topic -> (wall-clock ms just before the query, high watermark then)
+        self.watermarks: dict[Topic, tuple[int, int]] = {}
+        self.blocked: dict[Topic, int] = {}
+        self.last_snapshot: bytes | None = None
+        self.dirty = False
+
+    # -- state ----------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Processors, duplicate filter and the offsets they cover, as one blob."""
+        return pickle.dumps(
+            {
+                "version": _SNAPSHOT_VERSION,
+                "partition": self.partition,
+                "offsets": {t.value: o for t, o in self.offsets.items()},
+                "processors": {name: p.snapshot() for name, p in self.processors.items()},
+                "dedup": self.dedup.state(),
+            },
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    @classmethod
+    def from_snapshot(cls, partition: int, config: ProcessorConfig, data: bytes) -> PartitionTask:
+        """A task restored from :meth:`snapshot`; it resumes at the offsets it covers."""
+        state = pickle.loads(data)
+        if state.get("version") != _SNAPSHOT_VERSION:
+            raise WorkerError(
+                f"snapshot of partition {partition} has version {state.get('version')}; "
+                f"this driftline reads version {_SNAPSHOT_VERSION}"
+            )
+        if state["partition"] != partition:
+            raise WorkerError(
+                f"the state topic's partition {partition} holds partition "
+                f"{state['partition']}'s snapshot; was the state topic repartitioned?"
+            )
+        task = cls(partition, config, {Topic(t): o for t, o in state["offsets"].items()})
+        for name, blob in state["processors"].items():
+            task.processors[name].restore(blob)
+        task.dedup = Deduplicator.from_state(state["dedup"])
+        task.last_snapshot = data
+        return task
+
+    # -- merge ----------------------------------------------------------------------------
+
+    def push(self, topic: Topic, entry: Entry) -> bool:
+        """Queue a fetched record; False (and ignored) if it was fetched before."""
+        offset = entry[2]
+        if offset < self.fetched[topic]:
+            return False
+        self.queues[topic].append(entry)
+        self.fetched[topic] = offset + 1
+        return True
+
+    def _bound(self, topic: Topic, slack_ms: int) -> int:
+        """Every record that may still arrive on an empty ``topic`` has a time >= this."""
+        mark = self.watermarks.get(topic)
+        if mark is None or self.fetched[topic] < mark[1]:
+            return _UNKNOWN
+        return mark[0] - slack_ms
+
+    def release(self, slack_ms: int) -> list[tuple[Topic, Entry]]:
+        """Take the records whose place in the merged order is settled, in that order.
+
+        Afterwards :attr:`blocked` maps each empty topic that held the merge back to the
+        time of the record waiting for it (a fresh high watermark may unblock it).
+        """
+        out: list[tuple[Topic, Entry]] = []
+        self.blocked = {}
+        queues = self.queues
+        while True:
+            head_topic: Topic | None = None
+            head: tuple[int, int, int] | None = None
+            for topic, queue in queues.items():
+                if queue:
+                    key = queue[0][:3]
+                    if head is None or key < head:
+                        head, head_topic = key, topic
+            if head_topic is None or head is None:
+                return out
+            limit: tuple[int, int, int] | None = None
+            waiting: list[Topic] = []
+            for topic, queue in queues.items():
+                if topic is head_topic:
+                    continue
+                if queue:
+                    other = queue[0][:3]
+                else:
+                    bound = self._bound(topic, slack_ms)
+                    other = (bound, -1, -1)
+                    if bound <= head[0]:
+                        waiting.append(topic)
+                if limit is None or other < limit:
+                    limit = other
+            queue = queues[head_topic]
+            taken = 0
+            while queue and (limit is None or queue[0][:3] < limit):
+                out.append((head_topic, queue.popleft()))
+                taken += 1
+            if not taken:
+                for topic in waiting:
+                    self.blocked[topic] = head[0]
+                return out
+
+
+def _emit_key(record: Mapping[str, Any], fallback: bytes | None) -> bytes | None:
+    model = record.get("model_name")
+    if isinstance(model, str):
+        return model.encode("utf-8")
+    return fallback
+
+
+class KafkaWorker:
+    """One worker of the consumer group: consume, process, store, produce, checkpoint.
+
+    Parameters
+    ----------
+    config
+        Kafka side (``WorkerConfig``).
+    processors
+        Processor configuration (``streams.embedded.processor_config(settings)``).
+    store
+        The ClickHouse store inputs and outputs are written to.
+    codec
+        The Avro codec; default one built with ``config.registry_ids``.
+    """
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        processors: ProcessorConfig,
+        store: ClickHouseStore,
+        *,
+        codec: AvroCodec | None = None,
+    ) -> None:
+        self.config = config
+        self.processor_config = processors
+        self.store = store
+        self.codec = codec or AvroCodec(registry_ids=config.registry_ids)
+        self.names = config.names
+        self.metrics = WorkerMetrics()
+        self.metrics_port: int | None = None
+        self.tasks: dict[int, PartitionTask] = {}
+        self._by_name = {self.names.name(t): t for t in INPUT_TOPICS}
+        self._stop = threading.Event()
+        self._delivery_errors: list[str] = []
+        self._state_errors: list[str] = []
+        self._last_checkpoint = time.monotonic()
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._state_reader: Any = None
+        self.counters: Counter[str] = Counter()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its step, checkpoint and leave (thread- and signal-safe)."""
+        self._stop.set()
+
+    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Create missing topics, join the group and process until :meth:`stop`.
+
+        Raises
+        ------
+        WorkerError
+            Kafka refused something for good (a fatal client error, outputs that could
+            not be delivered): the last checkpoint stays valid; restart after fixing it.
+        TopicsError
+            Topics cannot be created or have an unusable layout.
+        """
+        c = self.config
+        if c.create_topics:
+            created = ensure_topics(
+                c.bootstrap_servers,
+                self.names,
+                c.partitions,
+                c.replication,
+                client_config=c.client_config,
+            )
+            if created:
+                log.info("created topics: %s", ", ".join(created))
+        if c.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(c.metrics_host, c.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", c.metrics_host, self.metrics_port)
+        self._open_clients()
+        self._consumer.subscribe(
+            self.names.inputs,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        if on_ready is not None:
+            on_ready()
+        backoff = 0.5
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._step()
+                    backoff = 0.5
+                except StoreError as exc:
+                    self.metrics.store_errors.inc()
+                    log.warning("store write failed, rewinding; retry in %.1fs: %s", backoff, exc)
+                    self._rewind()
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                if time.monotonic() - self._last_checkpoint >= c.checkpoint_interval:
+                    self.checkpoint()
+            self.checkpoint(sync=True)
+        finally:
+            self._close_clients()
+
+    def _client_id(self) -> str:
+        return self.config.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    def _open_clients(self) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        c = self.config
+        common = {"bootstrap.servers": c.bootstrap_servers, **c.client_config}
+        consumer_config: dict[str, Any] = {
+            **common,
+            "group.id": self.names.group_id,
+            "client.id": self._client_id(),
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            # Range gives partition p of every input topic to the same member.
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": c.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, c.session_timeout_ms // 4),
+            "max.partition.fetch.bytes": 4 * 1024 * 1024,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+        if c.worker_id:
+            consumer_config["group.instance.id"] = c.worker_id
+        self._consumer = Consumer(consumer_config, logger=log)
+        self._producer = Producer(
+            {
+                **common,
+                "client.id": self._client_id(),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                "partitioner": "murmur2_random",  # Java's default: same key, same partition
+                "message.max.bytes": 64 * 1024 * 1024 + 4096,
+            },
+            logger=log,
+        )
+        self._state_reader = Consumer(
+            {
+                **common,
+                "group.id": f"{self.names.group_id}-state-reader",
+                "enable.auto.commit": False,
+                "fetch.max.bytes": 128 * 1024 * 1024,
+                "max.partition.fetch.bytes": 128 * 1024 * 1024,
+            },
+            logger=log,
+        )
+
+    def _close_clients(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(self.config.flush_timeout)
+        for consumer in (self._consumer, self._state_reader):
+            if consumer is not None:
+                try:
+                    consumer.close()
+                except Exception as exc:  # closing after a fatal error may fail too
+                    log.debug("closing a consumer: %s", exc)
+        self._consumer = self._state_reader = self._producer = None
+
+    # -- rebalances -----------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for tp in partitions:
+            by_partition[tp.partition].append(tp)
+        snapshots = self._load_snapshots(sorted(by_partition))
+        for p, tps in sorted(by_partition.items()):
+            topics = {self._by_name[tp.topic] for tp in tps}
+            if topics != set(INPUT_TOPICS):
+                log.error(
+                    "partition %d assigned for %s only: the input topics are not "
+                    "co-partitioned (same partition count?)",
+                    p,
+                    ", ".join(sorted(topics)),
+                )
+            data = snapshots.get(p)
+            if data is not None:
+                task = PartitionTask.from_snapshot(p, self.processor_config, data)
+                log.info("partition %d: restored snapshot at %s", p, _show(task.offsets))
+            else:
+                start = {t: self._low_watermark(self.names.name(t), p) for t in INPUT_TOPICS}
+                task = PartitionTask(p, self.processor_config, start)
+                log.info("partition %d: no snapshot, starting at %s", p, _show(task.offsets))
+            for tp in tps:
+                tp.offset = task.offsets[self._by_name[tp.topic]]
+            self.tasks[p] = task
+        consumer.assign(partitions)
+        self.metrics.partitions.set(len(self.tasks))
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        revoked = sorted({tp.partition for tp in partitions})
+        tasks = [self.tasks[p] for p in revoked if p in self.tasks]
+        if tasks:
+            try:
+                self.checkpoint(tasks, sync=True, force=True)
+            except Exception:  # the next owner replays from the previous snapshot: still exact
+                log.exception("checkpoint of revoked partitions %s failed", revoked)
+        for p in revoked:
+            self.tasks.pop(p, None)
+        consumer.unassign()
+        self.metrics.partitions.set(len(self.tasks))
+        log.info("partitions %s revoked", revoked)
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        lost = sorted({tp.partition for tp in partitions})
+        for p in lost:
+            self.tasks.pop(p, None)
+        consumer.unassign()
+        self.metrics.partitions.set(len(self.tasks))
+        log.warning("partitions %s lost (session timed out): dropped without checkpoint", lost)
+
+    def _low_watermark(self, topic: str, partition: int) -> int:
+        from confluent_kafka import TopicPartition
+
+        low, _high = self._state_reader.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=self.config.flush_timeout
+        )
+        return int(low)
+
+    def _load_snapshots(self, partitions: list[int]) -> dict[int, bytes]:
+        """The last snapshot of each partition in the state topic (compacted: one key each)."""
+        from confluent_kafka import TopicPartition
+
+        reader = self._state_reader
+        timeout = self.config.flush_timeout
+        wanted: dict[int, int] = {}
+        for p in partitions:
+            low, high = reader.get_watermark_offsets(
+                TopicPartition(self.names.state, p), timeout=timeout
+            )
+            if high > low:
+                wanted[p] = high
+        if not wanted:
+            return {}
+        # The last message is the newest snapshot; scan back a little in case the tail holds
+        # transaction markers or another key.
+        reader.assign(
+            [TopicPartition(self.names.state, p, max(0, h - 16)) for p, h in wanted.items()]
+        )
+        found: dict[int, bytes] = {}
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        try:
+            while len(done) < len(wanted) and time.monotonic() < deadline:
+                for msg in reader.consume(64, timeout=0.5):
+                    if msg.error() is not None:
+                        continue
+                    p = msg.partition()
+                    if msg.key() == str(p).encode() and msg.value():
+                        found[p] = msg.value()
+                    if msg.offset() + 1 >= wanted[p]:
+                        done.add(p)
+        finally:
+            reader.unassign()
+        if len(done) < len(wanted):
+            raise WorkerError(
+                f"could not read the state topic {self.names.state!r} within {timeout:.0f}s"
+            )
+        return found
+
+    # -- processing -----------------------------------------------------------------------
+
+    def _step(self) -> int:
+        """One batch: consume, merge, process, store, produce. Returns records processed."""
+        from confluent_kafka import KafkaError
+
+        consumer = self._consumer
+        messages = consumer.consume(self.config.batch_size, timeout=self.config.poll_timeout)
+        started = time.perf_counter()
+        tasks = self.tasks
+        by_name = self._by_name
+        decode = self.codec.decode_as
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal():
+                    raise WorkerError(f"Kafka consumer failed: {error.str()}")
+                log.warning("consumer: %s", error.str())
+                continue
+            task = tasks.get(msg.partition())
+            topic = by_name.get(msg.topic())
+            if task is None or topic is None:
+                continue
+            payload = msg.value()
+            try:
+                record, failure = decode(topic.schema_name, payload), None
+            except DecodeError as exc:
+                record, failure = None, exc
+            task.push(
+                topic,
+                (
+                    msg.timestamp()[1],
+                    _RANK[topic],
+                    msg.offset(),
+                    record,
+                    failure,
+                    payload,
+                    msg.key(),
+                ),
+            )
+        released = self._release()
+        if not released:
+            return 0
+        inputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
+        produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]] = []
+        n = 0
+        for task, entries in released:
+            n += self._process(task, entries, inputs, produced)
+        self._write(inputs, produced)
+        self._produce(produced)
+        self.metrics.count_events(n)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return n
+
+    def _release(self) -> list[tuple[PartitionTask, list[tuple[Topic, Entry]]]]:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        slack = self.config.order_slack_ms
+        out: list[tuple[PartitionTask, list[tuple[Topic, Entry]]]] = []
+        for task in self.tasks.values():
+            entries = task.release(slack)
+            if task.blocked:
+                now = int(time.time() * 1000)
+                asked = False
+                for topic, waiting_ts in task.blocked.items():
+                    if now - slack <= waiting_ts:
+                        continue  # no watermark read now could vouch for that record yet
+                    try:
+                        _low, high = self._consumer.get_watermark_offsets(
+                            TopicPartition(self.names.name(topic), task.partition), timeout=5.0
+                        )
+                    except KafkaException as exc:  # broker away: wait for data instead
+                        log.debug("watermark of %s/%d: %s", topic, task.partition, exc)
+                        continue
+                    task.watermarks[topic] = (now, int(high))
+                    asked = True
+                if asked:
+                    entries.extend(task.release(slack))
+            if entries:
+                out.append((task, entries))
+        return out
+
+    def _process(
+        self,
+        task: PartitionTask,
+        entries: list[tuple[Topic, Entry]],
+        inputs: dict[Topic, list[dict[str, Any]]],
+        produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]],
+    ) -> int:
+        """Feed released entries, as runs of one topic, through the task's processors."""
+        p = task.partition
+        i = 0
+        while i < len(entries):
+            topic = entries[i][0]
+            j = i
+            records: list[dict[str, Any]] = []
+            while j < len(entries) and entries[j][0] is topic:
+                ts, _rank, offset, record, failure, payload, key = entries[j][1]
+                if failure is not None:
+                    dl = dead_letter_record(
+                        str(topic),
+                        payload or b"",
+                        failure,
+                        partition=p,
+                        offset=offset,
+                        received_at=ts,
+                    )
+                    produced.append(((Topic.DEAD_LETTERS, dl), key, _dead_headers(dl)))
+                elif record is not None:
+                    records.append(record)
+                j += 1
+            task.offsets[topic] = entries[j - 1][1][2] + 1
+            kept, dead = task.dedup.filter(topic, records)
+            produced.extend((emit, None, None) for emit in dead)
+            if kept:
+                inputs[topic].extend(kept)
+                self.metrics.events.labels(topic=topic.value).inc(len(kept))
+                for emit in run_to_completion(task.processors, topic, kept):
+                    produced.append((emit, None, None))
+            i = j
+        task.dirty = True
+        return len(entries)
+
+    def _write(
+        self,
+        inputs: Mapping[Topic, list[dict[str, Any]]],
+        produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]],
+    ) -> None:
+        for topic, records in inputs.items():
+            if records:
+                self.store.write(topic, records)
+        outputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
+        for (topic, record), _key, _headers in produced:
+            if topic != Topic.RETRAIN_REQUESTS:  # no table: the training worker consumes them
+                outputs[topic].append(record)
+        for topic, records in outputs.items():
+            self.store.write(topic, records)
+
+    def _produce(
+        self, produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]]
+    ) -> None:
+        producer = self._producer
+        encode = self.codec.encode
+        for (topic, record), key, headers in produced:
+            if topic == Topic.DEAD_LETTERS:
+                headers = headers or _dead_headers(record)
+                self.metrics.dead_letters.labels(source_topic=record["source_topic"]).inc()
+            try:
+                value = encode(topic.schema_name, record)
+            except EncodeError as exc:  # a processor bug; the store has the record
+                log.error("cannot encode a %s record: %s", topic.schema_name, exc)
+                continue
+            kwargs: dict[str, Any] = {
+                "key": _emit_key(record, key),
+                "value": value,
+                "on_delivery": self._on_delivery,
+            }
+            if headers:
+                kwargs["headers"] = headers
+            name = self.names.name(topic)
+            while True:
+                try:
+                    producer.produce(name, **kwargs)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    producer.poll(0.1)
+            self.metrics.outputs.labels(topic=topic.value).inc()
+        producer.poll(0)
+
+    def _on_delivery(self, error: Any, msg: Any) -> None:
+        if error is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
+
+    def _on_state_delivery(self, error: Any, msg: Any) -> None:
+        if error is not None:
+            self._state_errors.append(f"{msg.topic()}[{msg.partition()}]: {error.str()}")
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def checkpoint(
+        self,
+        tasks: Iterable[PartitionTask] | None = None,
+        *,
+        sync: bool = False,
+        force: bool = False,
+    ) -> bool:
+        """Flush outputs, write each task's snapshot and offsets, then commit the offsets.
+
+        Returns False (and changes nothing) when Kafka did not acknowledge in time; the
+        previous checkpoint stays the one a restart resumes from.
+
+        Raises
+        ------
+        WorkerError
+            Outputs could not be delivered (after the producer's own retries): going on
+            would skip them for good.
+        """
+        from confluent_kafka import KafkaException, TopicPartition
+
+        self._last_checkpoint = time.monotonic()
+        chosen = [t for t in (self.tasks.values() if tasks is None else tasks) if t.dirty or force]
+        self._update_lag()
+        if not chosen:
+            return True
+        producer = self._producer
+        timeout = self.config.flush_timeout
+        if producer.flush(timeout) > 0:
+            log.warning("outputs not acknowledged within %.0fs; checkpoint postponed", timeout)
+            return False
+        if self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise WorkerError(
+                f"{len(errors)} output records could not be delivered (first: {errors[0]}); "
+                "the last checkpoint is kept, restart the worker once Kafka accepts them"
+            )
+        snapshots = {task.partition: task.snapshot() for task in chosen}
+        self._state_errors = []
+        for p, data in snapshots.items():
+            producer.produce(
+                self.names.state,
+                key=str(p).encode(),
+                value=data,
+                partition=p,
+                on_delivery=self._on_state_delivery,
+            )
+        if producer.flush(timeout) > 0 or self._state_errors:
+            log.warning(
+                "snapshots not acknowledged (%s); checkpoint postponed", self._state_errors[:1]
+            )
+            return False
+        offsets = []
+        for task in chosen:
+            task.last_snapshot = snapshots[task.partition]
+            task.dirty = False
+            offsets.extend(
+                TopicPartition(self.names.name(t), task.partition, o)
+                for t, o in task.offsets.items()
+            )
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=not sync)
+        except KafkaException as exc:  # the state topic is the truth; the group offsets show lag
+            log.info("offset commit failed (snapshots are written): %s", exc)
+        self.metrics.checkpoints.inc()
+        return True
+
+    def _update_lag(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        for task in self.tasks.values():
+            for topic, offset in task.offsets.items():
+                name = self.names.name(topic)
+                try:
+                    _low, high = self._consumer.get_watermark_offsets(
+                        TopicPartition(name, task.partition), cached=True
+                    )
+                except Exception:  # no fetch yet for this partition
+                    continue
+                if high >= 0:
+                    self.metrics.lag.labels(topic=topic.value, partition=str(task.partition)).set(
+                        max(0, high - offset)
+                    )
+
+    def _rewind(self) -> None:
+        """Back to each task's last snapshot (a failed store write left state ahead of it)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        positions = []
+        for p, task in list(self.tasks.items()):
+            if task.last_snapshot is not None:
+                fresh = PartitionTask.from_snapshot(p, self.processor_config, task.last_snapshot)
+            else:
+                fresh = PartitionTask(p, self.processor_config, task.start_offsets)
+            self.tasks[p] = fresh
+            positions.extend(
+                TopicPartition(self.names.name(t), p, o) for t, o in fresh.offsets.items()
+            )
+        if not positions:
+            return
+        try:
+            for tp in positions:
+                self._consumer.seek(tp)  # librdkafka drops what it had prefetched
+        except KafkaException:  # not fetching yet: assigning with offsets does the same
+            self._consumer.assign(positions)
+
+
+def _dead_headers(record: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    values = (
+        record.get("reason", ""),
+        record.get("error_type", ""),
+        record.get("source_topic", ""),
+        "" if record.get("partition") is None else str(record["partition"]),
+        "" if record.get("offset") is None else str(record["offset"]),
+    )
+    return [
+        (name, str(v).encode("utf-8")) for name, v in zip(DEAD_LETTER_HEADERS, values, strict=True)
+    ]
+
+
+def _show(offsets: Mapping[Topic, int]) -> str:
+    return ", ".join(f"{t.value.rsplit('.', 1)[-1]}={o}" for t, o in offsets.items())
