@@ -114,10 +114,13 @@ def interleave(preds: list[dict], labels: list[dict], batch: int) -> list[tuple[
 def bench_decode(preds: list[dict]) -> float:
     codec = AvroCodec()
     payloads = [codec.encode("prediction", p) for p in preds]
-    t = time.perf_counter()
-    for data in payloads:
-        codec.decode(data)
-    return len(payloads) / (time.perf_counter() - t)
+    best = float("inf")
+    for _ in range(3):  # best of three: the ceiling should not be lowered by a noisy moment
+        t = time.perf_counter()
+        for data in payloads:
+            codec.decode(data)
+        best = min(best, time.perf_counter() - t)
+    return len(payloads) / best
 
 
 def bench_runtime(
@@ -214,7 +217,7 @@ def main() -> None:
         f"# driftline embedded runtime benchmark: {N_FEATURES}-feature predictions, labels for half, batches of {args.batch}"
     )
     preds, labels = make_events(args.events, t0)
-    ceiling = bench_decode(preds[: min(len(preds), 100_000)])
+    ceiling = bench_decode(preds[: min(len(preds), 50_000)])
     print(f"decode only (the ceiling): {ceiling:,.0f} events/s")
     tmp = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
     try:
