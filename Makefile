@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test lint format typecheck bench clean kafka-jars kafka chromium
+.PHONY: venv demo test lint format typecheck bench clean compose-tool kafka-jars kafka chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy detectors schemas
 
-test: venv lint typecheck kafka-jars chromium
+test: venv lint typecheck kafka-jars chromium compose-tool
 	$(BIN)/python -m pytest -q
 
 format: venv
@@ -47,8 +47,14 @@ kafka: kafka-jars
 chromium:
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+# Debian's docker-compose (1.29) validates docker-compose.yml (tests/test_compose.py); there is
+# no Docker engine here, the file is for users.
+compose-tool:
+	command -v docker-compose >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose)
+
 bench: venv
 	$(BIN)/python benchmarks/bench_detectors.py
+	$(BIN)/python benchmarks/bench_embedded.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .driftline
