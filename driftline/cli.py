@@ -81,9 +81,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    runtime = EmbeddedRuntime(settings).start()
+    from streams.api import ApiConfigError
+
+    runtime = EmbeddedRuntime(settings)
     try:
-        app = create_app(runtime, settings)
+        try:
+            app = create_app(runtime, settings)
+        except ApiConfigError as exc:
+            raise UsageError(str(exc)) from None
+        runtime.start()
         print(
             f"driftline serve: data in {settings.data_dir}, API on "
             f"http://{settings.api_host}:{settings.api_port} (docs at /docs)",
@@ -390,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     from driftline.report import add_report_parser
 
     add_report_parser(sub)
+
+    from driftline.kafka_commands import add_kafka_parsers
+
+    add_kafka_parsers(sub)
     return parser
 
 
@@ -401,6 +411,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        from streams.store import StoreError
+
+        if not isinstance(exc, StoreError):
+            raise
+        # ClickHouse unreachable, or the data dir held by another process: say so, no traceback.
+        print(f"driftline: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("driftline: interrupted", file=sys.stderr)
         return 130

@@ -61,6 +61,20 @@ _PERFORMANCE_ORDER: Final = ("accuracy", "f1", "precision", "recall", "rmse", "m
 _STATE_COLORS: Final = {"open": "#EF553B", "acknowledged": "#FFA15A", "resolved": "#00CC96"}
 _PLOT_CONFIG: Final = {"displaylogo": False, "responsive": True}
 
+# plotly's own default palette, fixed here (see ``_Charts.render``).
+COLORWAY = (
+    "#636EFA",
+    "#EF553B",
+    "#00CC96",
+    "#AB63FA",
+    "#FFA15A",
+    "#19D3F3",
+    "#FF6692",
+    "#B6E880",
+    "#FF97FF",
+    "#FECB52",
+)
+
 
 class ReportError(UsageError):
     """The report cannot be built: unknown model or version, or an empty time range."""
@@ -420,6 +434,9 @@ class _Figures:
         fig.update_layout(
             height=height,
             template="plotly",
+            # Our own colours: other libraries (Evidently does) re-colour plotly's shared
+            # default template in place when imported, which would re-colour the report.
+            colorway=COLORWAY,
             margin={"l": 64, "r": 24, "t": 36, "b": 48},
             font={"family": "DejaVu Sans, Liberation Sans, Arial, sans-serif", "size": 12},
             hoverlabel={"namelength": -1},

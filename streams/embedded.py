@@ -219,19 +219,26 @@ class EmbeddedRuntime:
     def step(self) -> int:
         """Process one batch from the log in the calling thread; returns entries processed."""
         fast, stop = self._take_inflight()
-        if fast is not None:
-            records, next_pos = fast
-            self._process_records(records)
-            n = len(records)
-        else:
-            # up to the next span that the fast path can take, if any
-            entries, next_pos = self.log.read(self.position, self.batch_size, stop=stop)
-            if not entries:
-                return 0
-            produced: list[Emit] = []
-            records = _decode(self.codec, entries, produced)
-            self._process_records(records, produced)
-            n = len(entries)
+        try:
+            if fast is not None:
+                records, next_pos = fast
+                self._process_records(records)
+                n = len(records)
+            else:
+                # up to the next span that the fast path can take, if any
+                entries, next_pos = self.log.read(self.position, self.batch_size, stop=stop)
+                if not entries:
+                    return 0
+                produced: list[Emit] = []
+                records = _decode(self.codec, entries, produced)
+                self._process_records(records, produced)
+                n = len(entries)
+        except StoreError:
+            # The processors have taken this batch in but the store has not: retrying it on
+            # the updated state would count it twice. Go back to the last checkpoint and
+            # replay the log from there instead.
+            self._rewind()
+            raise
         with self._cond:
             self.position = next_pos
             self._cond.notify_all()
@@ -378,6 +385,16 @@ class EmbeddedRuntime:
             if topic == Topic.RETRAIN_REQUESTS:
                 continue  # no table: the training worker consumes them (Kafka runtime) — kept in stats
             self.store.write(topic, records)
+
+    def _rewind(self) -> None:
+        """Processors, dedup and position as of the last checkpoint (or the start of the log)."""
+        with self._cond:
+            self.processors = build_processors(self.config)
+            self.dedup = Deduplicator()
+            self.counters = Counter()
+            self.position = 0
+            self._restore()
+        log.warning("rewound to log position %d after a store failure", self.position)
 
     def _restore(self) -> None:
         if not self._checkpoint_path.exists():

@@ -55,7 +55,7 @@ from typing import Any, Final
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
-from streams.kafka_topics import DEFAULT_GROUP, TopicNames, ensure_topics
+from streams.kafka_topics import DEFAULT_GROUP, TopicNames, ensure_topics, read_watermarks
 from streams.processor import Emit
 from streams.store import ClickHouseStore, StoreError
 from streams.topology import INPUT_TOPICS, ProcessorConfig, build_processors, run_to_completion
@@ -136,6 +136,10 @@ class WorkerConfig:
         Create missing topics at start.
     session_timeout_ms
         Consumer group session timeout: how long a dead worker keeps its partitions.
+    flush_timeout
+        Seconds a checkpoint waits for Kafka to acknowledge outputs and snapshots.
+    max_queued
+        Records of one topic partition held back by the merge before its fetching pauses.
     client_config
         Extra librdkafka settings for every client (security, ...).
     """
@@ -155,6 +159,7 @@ class WorkerConfig:
     create_topics: bool = True
     session_timeout_ms: int = 10_000
     flush_timeout: float = 30.0
+    max_queued: int = 50_000
     client_config: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -423,6 +428,8 @@ class KafkaWorker:
         self.tasks: dict[int, PartitionTask] = {}
         self._by_name = {self.names.name(t): t for t in INPUT_TOPICS}
         self._stop = threading.Event()
+        self._broken = False
+        self._paused: set[tuple[str, int]] = set()
         self._delivery_errors: list[str] = []
         self._state_errors: list[str] = []
         self._last_checkpoint = time.monotonic()
@@ -487,6 +494,11 @@ class KafkaWorker:
                 if time.monotonic() - self._last_checkpoint >= c.checkpoint_interval:
                     self.checkpoint()
             self.checkpoint(sync=True)
+        except BaseException:
+            # A step that failed half-way left processors ahead of their offsets: no snapshot
+            # of that state may be written (not even by the revocation on close).
+            self._broken = True
+            raise
         finally:
             self._close_clients()
 
@@ -578,6 +590,7 @@ class KafkaWorker:
                 tp.offset = task.offsets[self._by_name[tp.topic]]
             self.tasks[p] = task
         consumer.assign(partitions)
+        self._paused.clear()
         self.metrics.partitions.set(len(self.tasks))
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
@@ -591,6 +604,7 @@ class KafkaWorker:
         for p in revoked:
             self.tasks.pop(p, None)
         consumer.unassign()
+        self._paused.clear()
         self.metrics.partitions.set(len(self.tasks))
         log.info("partitions %s revoked", revoked)
 
@@ -599,16 +613,17 @@ class KafkaWorker:
         for p in lost:
             self.tasks.pop(p, None)
         consumer.unassign()
+        self._paused.clear()
         self.metrics.partitions.set(len(self.tasks))
         log.warning("partitions %s lost (session timed out): dropped without checkpoint", lost)
 
     def _low_watermark(self, topic: str, partition: int) -> int:
         from confluent_kafka import TopicPartition
 
-        low, _high = self._state_reader.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=self.config.flush_timeout
+        low, _high = read_watermarks(
+            self._state_reader, TopicPartition(topic, partition), self.config.flush_timeout
         )
-        return int(low)
+        return low
 
     def _load_snapshots(self, partitions: list[int]) -> dict[int, bytes]:
         """The last snapshot of each partition in the state topic (compacted: one key each)."""
@@ -618,9 +633,7 @@ class KafkaWorker:
         timeout = self.config.flush_timeout
         wanted: dict[int, int] = {}
         for p in partitions:
-            low, high = reader.get_watermark_offsets(
-                TopicPartition(self.names.state, p), timeout=timeout
-            )
+            low, high = read_watermarks(reader, TopicPartition(self.names.state, p), timeout)
             if high > low:
                 wanted[p] = high
         if not wanted:
@@ -694,6 +707,7 @@ class KafkaWorker:
                 ),
             )
         released = self._release()
+        self._backpressure()
         if not released:
             return 0
         inputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
@@ -706,6 +720,27 @@ class KafkaWorker:
         self.metrics.count_events(n)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return n
+
+    def _backpressure(self) -> None:
+        """Pause partitions whose records pile up waiting for another topic; resume later."""
+        from confluent_kafka import TopicPartition
+
+        high = self.config.max_queued
+        pause: list[Any] = []
+        resume: list[Any] = []
+        for task in self.tasks.values():
+            for topic, queue in task.queues.items():
+                key = (self.names.name(topic), task.partition)
+                if len(queue) >= high and key not in self._paused:
+                    self._paused.add(key)
+                    pause.append(TopicPartition(*key))
+                elif len(queue) < high // 2 and key in self._paused:
+                    self._paused.discard(key)
+                    resume.append(TopicPartition(*key))
+        if pause:
+            self._consumer.pause(pause)
+        if resume:
+            self._consumer.resume(resume)
 
     def _release(self) -> list[tuple[PartitionTask, list[tuple[Topic, Entry]]]]:
         from confluent_kafka import KafkaException, TopicPartition
@@ -720,10 +755,14 @@ class KafkaWorker:
                 for topic, waiting_ts in task.blocked.items():
                     if now - slack <= waiting_ts:
                         continue  # no watermark read now could vouch for that record yet
+                    tp = TopicPartition(self.names.name(topic), task.partition)
+                    _low, cached = self._consumer.get_watermark_offsets(tp, cached=True)
+                    if cached > task.fetched[topic]:
+                        continue  # records are on their way: wait for them, ask nobody
                     try:
-                        _low, high = self._consumer.get_watermark_offsets(
-                            TopicPartition(self.names.name(topic), task.partition), timeout=5.0
-                        )
+                        # The idle reader answers in a round trip; the group consumer would
+                        # wait for its long-poll fetch to return first (~fetch.wait.max.ms).
+                        _low, high = self._state_reader.get_watermark_offsets(tp, timeout=5.0)
                     except KafkaException as exc:  # broker away: wait for data instead
                         log.debug("watermark of %s/%d: %s", topic, task.partition, exc)
                         continue
@@ -853,6 +892,8 @@ class KafkaWorker:
         from confluent_kafka import KafkaException, TopicPartition
 
         self._last_checkpoint = time.monotonic()
+        if self._broken:
+            return False
         chosen = [t for t in (self.tasks.values() if tasks is None else tasks) if t.dirty or force]
         self._update_lag()
         if not chosen:
@@ -883,7 +924,7 @@ class KafkaWorker:
                 "snapshots not acknowledged (%s); checkpoint postponed", self._state_errors[:1]
             )
             return False
-        offsets = []
+        offsets: list[Any] = []
         for task in chosen:
             task.last_snapshot = snapshots[task.partition]
             task.dirty = False
@@ -919,7 +960,7 @@ class KafkaWorker:
         """Back to each task's last snapshot (a failed store write left state ahead of it)."""
         from confluent_kafka import KafkaException, TopicPartition
 
-        positions = []
+        positions: list[Any] = []
         for p, task in list(self.tasks.items()):
             if task.last_snapshot is not None:
                 fresh = PartitionTask.from_snapshot(p, self.processor_config, task.last_snapshot)

@@ -38,6 +38,7 @@ __all__ = [
     "TopicsError",
     "describe_topics",
     "ensure_topics",
+    "read_watermarks",
     "topic_specs",
 ]
 
@@ -289,6 +290,34 @@ def _wait_for_leaders(admin: Any, topics: list[str], timeout: float) -> None:
         )
 
 
+def read_watermarks(consumer: Any, tp: Any, timeout: float = 30.0) -> tuple[int, int]:
+    """Low and high watermark of a partition, retried while it finds its leader.
+
+    Right after a topic is created (or a broker restarted) a client's metadata may
+    still name no leader, or the wrong one, for a while.
+
+    Raises
+    ------
+    TopicsError
+        Still failing after ``timeout`` seconds.
+    """
+    import time
+
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=max(1.0, timeout / 5))
+            return int(low), int(high)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise TopicsError(
+                    f"cannot read the offsets of {tp.topic}[{tp.partition}]: {exc.args[0]}"
+                ) from exc
+            time.sleep(0.2)
+
+
 @dataclass(frozen=True)
 class TopicInfo:
     """One topic as ``driftline topics describe`` shows it."""
@@ -368,9 +397,7 @@ def describe_topics(
                 continue
             messages = 0
             for p in md.partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(spec.name, p), timeout=timeout
-                )
+                low, high = read_watermarks(consumer, TopicPartition(spec.name, p), timeout)
                 messages += max(0, high - low)
             config = configs.get(spec.name, {})
             problems: list[str] = []

@@ -904,3 +904,20 @@ def test_report_renders_in_headless_chromium(report: str, browser: Browser, tmp_
     top, bottom = bands[0]["top"], bands[0]["top"] + bands[0]["height"]
     blank = without_js[top:bottom]
     assert float((blank.min(axis=2) > 240).mean()) > 0.95
+
+
+def test_colours_do_not_depend_on_plotly_global_state(
+    store: ClickHouseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evidently re-colours plotly's shared default template when imported; the report keeps its own."""
+    import plotly.io as pio
+
+    from driftline.report import COLORWAY
+
+    template = pio.templates["plotly"]
+    monkeypatch.setattr(template.layout, "colorway", ("#000001", "#000002"))
+    html = build_report(store, MODEL).replace(" ", "")
+    ours = '"colorway":[' + ",".join(f'"{c}"' for c in COLORWAY) + "]"
+    # every chart's own layout sets our palette, which wins over the (mutated) template's
+    assert html.count(ours) == 4
+    assert COLORWAY[:2] == ("#636EFA", "#EF553B")

@@ -188,3 +188,51 @@ def test_log_recovers_from_a_torn_tail(tmp_path) -> None:
     assert entries == [(Topic.PREDICTIONS, b"abc"), (Topic.LABELS, b"defg")] and pos == end
     assert log.append([(Topic.ALERT_ACKS, b"x")]) == end + 6
     log.close()
+
+
+def test_a_failed_store_write_rewinds_instead_of_counting_twice(
+    tmp_path, chdb_client, ch_database
+) -> None:
+    """The store fails once mid-stream (fault injected around the real chDB store): the runtime
+    goes back to its checkpoint and replays; the result equals a run without the failure."""
+    from streams.store import StoreError
+
+    events = predictions(4, 150, drift_from=2, seed=5)
+    ops = operations(events, labels_for(events, every=2))
+    ref_db = ch_database + "_ref"
+    ref_store = ClickHouseStore(chdb_client, database=ref_db)
+    ref_store.migrate()
+
+    class FailsOnce(ClickHouseStore):
+        calls = 0
+
+        def write(self, topic, records):  # type: ignore[override]
+            FailsOnce.calls += 1
+            if FailsOnce.calls == 9:
+                raise StoreError("ClickHouse went away (injected)")
+            return super().write(topic, records)
+
+    try:
+        ref = make_runtime(tmp_path / "ref", ref_store)
+        ref.submit(Topic.MODEL_EVENTS, [model_event()])
+        feed(ref, ops)
+        ref.drain()
+        expected = snapshot_tables(chdb_client, ref_db)
+        ref.stop()
+
+        store = FailsOnce(chdb_client, database=ch_database)
+        store.migrate()
+        rt = make_runtime(tmp_path / "run", store)
+        rt.submit(Topic.MODEL_EVENTS, [model_event()])
+        feed(rt, ops[:3])
+        rt.drain()
+        rt.checkpoint()
+        feed(rt, ops[3:])
+        with pytest.raises(StoreError, match="injected"):
+            rt.drain()
+        rt.drain()  # the retry, from the checkpoint
+        assert FailsOnce.calls > 9
+        assert snapshot_tables(chdb_client, ch_database) == expected
+        rt.stop()
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS {ref_db} SYNC")

@@ -1,0 +1,451 @@
+"""The distributed runtime (streams/kafka_runtime.py) on a real Kafka 4.x broker.
+
+Every worker runs as a subprocess (`driftline worker`) with its own chDB store, read
+back after it exits. The yardstick is the embedded runtime: the same input, processed
+in-process by the same processors, must give the same aggregates — uninterrupted, after
+a SIGKILL, across a broker restart, and split over two workers.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from support.chdb_dump import table_rows
+from support.kafka_worker import (
+    COMPARED,
+    WorkerProcess,
+    processed,
+    produce,
+    produce_raw,
+    wait_processed,
+    wait_until,
+)
+from support.serve import free_port
+from support.stream_data import HOUR, T0, predictions, profile
+
+from driftline.settings import load_settings
+from schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
+from schemas.topics import Topic
+from streams.embedded import EmbeddedRuntime, processor_config
+from streams.kafka_runtime import DEAD_LETTER_HEADERS, PartitionTask
+from streams.kafka_topics import TopicNames, ensure_topics
+from streams.store import ClickHouseStore
+
+MODELS = (
+    "churn",
+    "fraud",
+    "ltv",
+)  # murmur2 over 4 partitions: 1, 2, 3 (both halves of a 2-worker group)
+N_WINDOWS, PER_WINDOW, DRIFT_FROM = 6, 300, 3
+
+
+# --------------------------------------------------------------------------- data
+
+
+def model_events() -> list[dict]:
+    profile_json = profile().to_json()
+    return [
+        {
+            "event_id": f"reg-{m}",
+            "model_name": m,
+            "model_version": "1",
+            "event_type": "registered",
+            "timestamp": T0,
+            "reference_profile": profile_json,
+        }
+        for m in MODELS
+    ]
+
+
+def all_predictions() -> list[dict]:
+    out: list[dict] = []
+    for i, m in enumerate(MODELS):
+        out += predictions(N_WINDOWS, PER_WINDOW, drift_from=DRIFT_FROM, seed=i + 1, model=m)
+    out.sort(key=lambda r: (r["timestamp"], r["prediction_id"]))  # models interleaved, as live
+    return out
+
+
+def all_labels(preds: list[dict]) -> list[dict]:
+    """Ground truth for every other prediction, 10 min later; from the drift on, the concept
+    flips (label 0 whatever the model says), so ADWIN fires."""
+    drift_start = T0 + DRIFT_FROM * HOUR
+    labels = [
+        {
+            "prediction_id": p["prediction_id"],
+            "model_name": p["model_name"],
+            "label": "0"
+            if p["timestamp"] >= drift_start
+            else ("1" if p["features"]["age"] > 45 else "0"),
+            "timestamp": p["timestamp"] + 600_000,
+        }
+        for p in preds[::2]
+    ]
+    labels.sort(key=lambda r: (r["timestamp"], r["prediction_id"]))
+    return labels
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, list[dict]]:
+    preds = all_predictions()
+    return {"events": model_events(), "predictions": preds, "labels": all_labels(preds)}
+
+
+@pytest.fixture(scope="module")
+def reference(
+    chdb_client: Any, tmp_path_factory: pytest.TempPathFactory, data: dict[str, list[dict]]
+) -> dict[str, list[str]]:
+    """The embedded runtime's aggregates on the same input (model events, predictions, labels)."""
+    database = f"ref_{uuid.uuid4().hex[:12]}"
+    store = ClickHouseStore(chdb_client, database=database)
+    store.migrate()
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("embedded"),
+        window_seconds=3600,
+        allowed_lateness_seconds=0,
+    )
+    runtime = EmbeddedRuntime(settings, store=store)
+    try:
+        for topic, key in (
+            (Topic.MODEL_EVENTS, "events"),
+            (Topic.PREDICTIONS, "predictions"),
+            (Topic.LABELS, "labels"),
+        ):
+            position = runtime.publish(topic, [dict(r) for r in data[key]])
+        assert runtime.wait_for(position, timeout=180)
+    finally:
+        runtime.stop()
+    rows = table_rows(chdb_client, database, [*COMPARED, "dead_letters"])
+    chdb_client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    assert not rows.pop("dead_letters")
+    for table in COMPARED:  # the comparison is only worth something if every table has rows
+        assert rows[table], f"the reference run produced no {table}"
+    return rows
+
+
+def fresh_names() -> TopicNames:
+    return TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}.")
+
+
+def read_topic(bootstrap: str, name: str) -> list[Any]:
+    """Every message of a topic, from the beginning to its current end."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+            for p in partitions
+        }
+        wanted = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(name, p, 0) for p in wanted])
+        out: list[Any] = []
+        deadline = time.monotonic() + 30
+        while wanted and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                out.append(msg)
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    wanted.discard(msg.partition())
+        assert not wanted, f"could not read {name} to its end"
+        return out
+    finally:
+        consumer.close()
+
+
+def metrics(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("driftline_worker_"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def produce_all(bootstrap: str, names: TopicNames, data: dict[str, list[dict]]) -> None:
+    produce(bootstrap, names, Topic.MODEL_EVENTS, data["events"])
+    produce(bootstrap, names, Topic.PREDICTIONS, data["predictions"])
+    produce(bootstrap, names, Topic.LABELS, data["labels"])
+
+
+# --------------------------------------------------------------------------- merge (no Kafka)
+
+
+def _entry(ts: int, topic: Topic, offset: int) -> tuple:
+    return (
+        ts,
+        {Topic.MODEL_EVENTS: 0, Topic.PREDICTIONS: 1, Topic.LABELS: 2, Topic.ALERT_ACKS: 3}[topic],
+        offset,
+        {},
+        None,
+        b"",
+        None,
+    )
+
+
+def test_merge_orders_a_partition_by_append_time_and_waits_for_idle_topics() -> None:
+    task = PartitionTask(0, processor_config(load_settings()), {})
+    for offset, ts in enumerate((10, 30, 50)):
+        task.push(Topic.PREDICTIONS, _entry(ts, Topic.PREDICTIONS, offset))
+    for offset, ts in enumerate((20, 40)):
+        task.push(Topic.LABELS, _entry(ts, Topic.LABELS, offset))
+    # alert acks and model events are idle and not known to be caught up: nothing is settled
+    assert task.release(slack_ms=0) == []
+    assert set(task.blocked) == {Topic.ALERT_ACKS, Topic.MODEL_EVENTS}
+    # caught up (position == high watermark) as of t=45: records before 45 are settled
+    task.watermarks = {Topic.ALERT_ACKS: (45, 0), Topic.MODEL_EVENTS: (45, 0)}
+    released = task.release(slack_ms=0)
+    assert [(t, e[0]) for t, e in released] == [
+        (Topic.PREDICTIONS, 10),
+        (Topic.LABELS, 20),
+        (Topic.PREDICTIONS, 30),
+        (Topic.LABELS, 40),
+    ]
+    # 50 waits: labels is empty now and its high watermark was never read
+    assert Topic.LABELS in task.blocked and task.blocked[Topic.LABELS] == 50
+    task.watermarks[Topic.LABELS] = (60, 2)
+    task.watermarks.update({Topic.ALERT_ACKS: (60, 0), Topic.MODEL_EVENTS: (60, 0)})
+    assert [e[0] for _, e in task.release(slack_ms=0)] == [50]
+    # a record fetched twice (a re-fetch after a rebalance) is queued once
+    assert not task.push(Topic.PREDICTIONS, _entry(50, Topic.PREDICTIONS, 2))
+
+
+def test_merge_does_not_trust_a_watermark_the_position_has_not_reached() -> None:
+    task = PartitionTask(3, processor_config(load_settings()), {})
+    task.push(Topic.PREDICTIONS, _entry(10, Topic.PREDICTIONS, 0))
+    caught_up = {t: (100, 0) for t in (Topic.ALERT_ACKS, Topic.MODEL_EVENTS)}
+    task.watermarks = {**caught_up, Topic.LABELS: (100, 5)}  # 5 labels exist, none fetched yet
+    assert task.release(slack_ms=0) == []
+    # slack: a watermark read at 100 vouches only for records before 100 - slack
+    task.watermarks[Topic.LABELS] = (100, 0)
+    assert task.release(slack_ms=95) == []
+    assert len(task.release(slack_ms=50)) == 1
+
+
+def test_snapshot_carries_state_and_offsets(data: dict[str, list[dict]]) -> None:
+    config = processor_config(load_settings(window_seconds=3600, allowed_lateness_seconds=0))
+    task = PartitionTask(2, config, {Topic.PREDICTIONS: 7})
+    task.offsets[Topic.LABELS] = 11
+    task.processors["windows"].process(Topic.MODEL_EVENTS, data["events"][:1])
+    restored = PartitionTask.from_snapshot(2, config, task.snapshot())
+    assert restored.offsets[Topic.PREDICTIONS] == 7 and restored.offsets[Topic.LABELS] == 11
+    assert restored.fetched == restored.offsets
+    assert restored.processors["windows"].snapshot() == task.processors["windows"].snapshot()
+    with pytest.raises(RuntimeError, match="partition 2's snapshot"):
+        PartitionTask.from_snapshot(1, config, task.snapshot())
+
+
+# --------------------------------------------------------------------------- on Kafka
+
+
+@pytest.mark.kafka
+def test_worker_matches_the_embedded_runtime(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    data: dict[str, list[dict]],
+    reference: dict[str, list[str]],
+) -> None:
+    names = fresh_names()
+    ensure_topics(kafka_bootstrap, names, 4, 1)
+    port = free_port()
+    worker = WorkerProcess(kafka_bootstrap, names, tmp_path / "w", metrics_port=port).start()
+    produce_all(kafka_bootstrap, names, data)
+    wait_processed(kafka_bootstrap, names, [worker])
+    seen = metrics(port)
+    n_inputs = sum(len(v) for v in data.values())
+    assert (
+        sum(v for k, v in seen.items() if k.startswith("driftline_worker_events_total")) == n_inputs
+    )
+    assert seen["driftline_worker_assigned_partitions"] == 4
+    assert all(v == 0 for k, v in seen.items() if k.startswith("driftline_worker_consumer_lag"))
+    assert worker.stop() == 0, worker.log_tail()
+
+    got = worker.dump([*COMPARED, "dead_letters"])
+    assert not got.pop("dead_letters")
+    assert got == reference
+    # the outputs were published too: once each, keyed by model, decodable
+    codec = AvroCodec()
+    messages = read_topic(kafka_bootstrap, names.name(Topic.DRIFT_METRICS))
+    assert len(messages) == len(reference["drift_metrics"])
+    for msg in messages[:50]:
+        record = codec.decode_as("drift_metric", msg.value())
+        assert msg.key() == record["model_name"].encode()
+
+
+@pytest.mark.kafka
+def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    data: dict[str, list[dict]],
+    reference: dict[str, list[str]],
+) -> None:
+    names = fresh_names()
+    ensure_topics(kafka_bootstrap, names, 4, 1)
+    worker = WorkerProcess(
+        kafka_bootstrap,
+        names,
+        tmp_path / "w",
+        worker_id="crashy",
+        batch_size=150,
+        checkpoint_interval=0.3,
+    ).start()
+    produce(kafka_bootstrap, names, Topic.MODEL_EVENTS, data["events"])
+    produce(kafka_bootstrap, names, Topic.PREDICTIONS, data["predictions"])
+    total = len(data["events"]) + len(data["predictions"])
+    wait_until(
+        lambda: processed(kafka_bootstrap, names)[0] >= total // 4,
+        60,
+        "a first checkpoint",
+        [worker],
+        0.05,
+    )
+    worker.kill()
+    committed, end = processed(kafka_bootstrap, names)
+    assert committed < end, "the worker finished before it was killed: nothing was tested"
+    produce(kafka_bootstrap, names, Topic.LABELS, data["labels"])  # the stream goes on meanwhile
+    # Second crash, in the labels (label join, ADWIN state), with both topics in the log:
+    # the replay must merge them exactly as the first pass did.
+    worker.batch_size = 50
+    worker.start()
+    target = total + len(data["labels"]) // 3
+    wait_until(lambda: processed(kafka_bootstrap, names)[0] >= target, 60, "labels", [worker], 0.05)
+    worker.kill()
+    committed, end = processed(kafka_bootstrap, names)
+    assert committed < end, "the worker finished before the second kill: nothing was tested"
+    worker.batch_size = 2_000
+    worker.start()
+    wait_processed(kafka_bootstrap, names, [worker])
+    assert worker.stop() == 0, worker.log_tail()
+    log = worker.log_path.read_text()
+    assert "restored snapshot" in log  # it resumed from a checkpoint, not from scratch
+
+    got = worker.dump([*COMPARED, "dead_letters", "predictions", "labels"])
+    assert not got.pop("dead_letters"), "a replayed record was taken for a duplicate"
+    assert len(got.pop("predictions")) == len(data["predictions"])
+    assert len(got.pop("labels")) == len(data["labels"])
+    assert got == reference
+
+
+@pytest.mark.kafka
+def test_broker_restart_mid_stream(
+    kafka_restartable_broker: Any,
+    tmp_path: Path,
+    data: dict[str, list[dict]],
+    reference: dict[str, list[str]],
+) -> None:
+    bootstrap = str(kafka_restartable_broker.bootstrap_servers)
+    names = fresh_names()
+    ensure_topics(bootstrap, names, 4, 1)
+    worker = WorkerProcess(bootstrap, names, tmp_path / "w", worker_id="steady").start()
+    half = len(data["predictions"]) // 2
+    produce(bootstrap, names, Topic.MODEL_EVENTS, data["events"])
+    produce(bootstrap, names, Topic.PREDICTIONS, data["predictions"][:half])
+    wait_until(lambda: processed(bootstrap, names)[0] > 0, 60, "first progress", [worker])
+
+    kafka_restartable_broker.stop()
+    time.sleep(2)
+    assert worker.alive(), worker.log_tail()
+    kafka_restartable_broker.start()
+
+    produce(bootstrap, names, Topic.PREDICTIONS, data["predictions"][half:])
+    produce(bootstrap, names, Topic.LABELS, data["labels"])
+    wait_processed(bootstrap, names, [worker], timeout=150)
+    assert worker.stop() == 0, worker.log_tail()
+    assert worker.starts == 1  # the same process rode it out
+    assert worker.dump() == reference
+
+
+@pytest.mark.kafka
+def test_poison_messages_go_to_the_dead_letter_topic(kafka_bootstrap: str, tmp_path: Path) -> None:
+    names = fresh_names()
+    ensure_topics(kafka_bootstrap, names, 2, 1)
+    port = free_port()
+    worker = WorkerProcess(kafka_bootstrap, names, tmp_path / "w", metrics_port=port).start()
+    codec = AvroCodec()
+    valid = predictions(1, 40, seed=5)
+    label = {"prediction_id": "x", "model_name": "churn", "label": "1", "timestamp": T0}
+    good = codec.encode("prediction", valid[0])
+    oversized = good + b"\x00" * (codec.max_bytes + 1000)  # a known schema, past the 1 MiB limit
+    poison = [
+        (b"garbage bytes", "bad magic"),
+        (
+            SINGLE_OBJECT_MAGIC + b"\x01\x02\x03\x04\x05\x06\x07\x08rest",
+            "unknown schema fingerprint",
+        ),
+        (codec.encode("label", label), "schema mismatch: expected 'prediction', got 'label'"),
+        (oversized, f"payload of {len(oversized)} bytes exceeds limit {codec.max_bytes}"),
+    ]
+    topic = names.name(Topic.PREDICTIONS)
+    produce(kafka_bootstrap, names, Topic.MODEL_EVENTS, model_events()[:1])  # churn's profile
+    produce(kafka_bootstrap, names, Topic.PREDICTIONS, valid[:20])
+    produce_raw(kafka_bootstrap, topic, [(b"churn", raw) for raw, _ in poison])
+    produce(kafka_bootstrap, names, Topic.PREDICTIONS, valid[20:])
+    wait_processed(kafka_bootstrap, names, [worker])
+    seen = metrics(port)
+    assert seen['driftline_worker_dead_letters_total{source_topic="driftline.predictions"}'] == 4
+    assert worker.stop() == 0, worker.log_tail()
+
+    letters = read_topic(kafka_bootstrap, names.name(Topic.DEAD_LETTERS))
+    assert len(letters) == len(poison)
+    by_offset = sorted(letters, key=lambda m: int(dict(m.headers())["driftline-source-offset"]))
+    for msg, (raw, reason) in zip(by_offset, poison, strict=True):
+        headers = {k: v.decode() for k, v in msg.headers()}
+        assert set(DEAD_LETTER_HEADERS) <= set(headers)
+        assert reason in headers["driftline-reason"]
+        assert headers["driftline-error-type"] == "DecodeError"
+        assert headers["driftline-source-topic"] == "driftline.predictions"
+        record = codec.decode_as("dead_letter", msg.value())
+        assert record["reason"] == headers["driftline-reason"]
+        assert record["raw"] == raw[: len(record["raw"])]
+        assert msg.key() == b"churn"
+    stored = worker.dump(["dead_letters", "predictions"])
+    assert len(stored["predictions"]) == len(valid)  # the traffic around the poison went through
+    assert len(stored["dead_letters"]) == len(poison)
+
+
+@pytest.mark.kafka
+def test_two_workers_split_the_models_and_the_totals_are_exact(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    data: dict[str, list[dict]],
+    reference: dict[str, list[str]],
+) -> None:
+    names = fresh_names()
+    ensure_topics(kafka_bootstrap, names, 4, 1)
+    workers = [
+        WorkerProcess(kafka_bootstrap, names, tmp_path / name, worker_id=name).start()
+        for name in ("alpha", "beta")
+    ]
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+    def balanced() -> bool:
+        group = admin.describe_consumer_groups([names.group_id])[names.group_id].result(10)
+        owned = [len(m.assignment.topic_partitions) for m in group.members]
+        return str(group.state).endswith("STABLE") and owned == [8, 8]  # 4 topics x 2 partitions
+
+    wait_until(balanced, 60, "both workers to own half of the partitions", workers)
+    produce_all(kafka_bootstrap, names, data)
+    wait_processed(kafka_bootstrap, names, workers)
+    for w in workers:
+        assert w.stop() == 0, w.log_tail()
+
+    dumps = [w.dump([*COMPARED, "models"]) for w in workers]
+    models = [set(d.pop("models")) for d in dumps]
+    assert models[0] and models[1] and not models[0] & models[1]
+    assert models[0] | models[1] == set(MODELS)
+    for table in COMPARED:
+        assert not set(dumps[0][table]) & set(dumps[1][table]), table
+        assert sorted(dumps[0][table] + dumps[1][table]) == reference[table], table
