@@ -13,12 +13,11 @@ Pure and deterministic: time is the records' event time, never the wall clock.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from schemas.topics import DATASET_FEATURE, PREDICTION_FEATURE, Topic
-from streams.processor import Emit, check_fields, invalid, stable_id
+from streams.processor import Emit, check_fields, dump_state, invalid, load_state, stable_id
 
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 """Alert severities, lowest first."""
@@ -193,14 +192,12 @@ class AlertLifecycle:
     def snapshot(self) -> bytes:
         """State as JSON bytes (configuration is not included)."""
         state = {
-            "format": _SNAPSHOT_FORMAT,
-            "version": _SNAPSHOT_VERSION,
             "keys": [{"key": list(key), **asdict(s)} for key, s in self._keys.items()],
             "alert_keys": [[alert_id, list(key)] for alert_id, key in self._alert_keys.items()],
             "model_clock": self._model_clock,
             "stats": self._stats,
         }
-        return json.dumps(state, separators=(",", ":")).encode("utf-8")
+        return dump_state(_SNAPSHOT_FORMAT, _SNAPSHOT_VERSION, state)
 
     def restore(self, data: bytes) -> None:
         """Replace the state with one taken by ``snapshot``.
@@ -210,12 +207,7 @@ class AlertLifecycle:
         ValueError
             If ``data`` is not an ``AlertLifecycle`` snapshot of a known version.
         """
-        state = json.loads(data)
-        if state.get("format") != _SNAPSHOT_FORMAT or state.get("version") != _SNAPSHOT_VERSION:
-            raise ValueError(
-                f"not an AlertLifecycle snapshot of version {_SNAPSHOT_VERSION}: "
-                f"format={state.get('format')!r}, version={state.get('version')!r}"
-            )
+        state = load_state(data, _SNAPSHOT_FORMAT, _SNAPSHOT_VERSION, "an AlertLifecycle")
         keys: dict[AlertKey, _KeyState] = {}
         for entry in state["keys"]:
             key = _key(entry.pop("key"))

@@ -218,6 +218,22 @@ _KIND_NAMES: dict[str, str] = {
 }
 
 
+def dump_state(fmt: str, version: int, state: Mapping[str, Any]) -> bytes:
+    """A processor snapshot as compact JSON, tagged with its format and version."""
+    return json.dumps({"format": fmt, "version": version, **state}, separators=(",", ":")).encode()
+
+
+def load_state(data: bytes, fmt: str, version: int, kind: str) -> dict[str, Any]:
+    """The state of a ``dump_state`` snapshot; ``ValueError`` if it is another kind or version."""
+    state = json.loads(data)
+    if state.get("format") != fmt or state.get("version") != version:
+        raise ValueError(
+            f"not {kind} snapshot of version {version}: "
+            f"format={state.get('format')!r}, version={state.get('version')!r}"
+        )
+    return dict(state)
+
+
 def _fits(value: object, kind: FieldKind) -> bool:
     if kind == "str":
         return isinstance(value, str)

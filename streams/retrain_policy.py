@@ -11,14 +11,13 @@ Pure and deterministic: time is the records' event time, never the wall clock.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from schemas.topics import Topic
 from streams.alerts import SEVERITIES, SEVERITY_RANK
-from streams.processor import Emit, check_fields, invalid, stable_id
+from streams.processor import Emit, check_fields, dump_state, invalid, load_state, stable_id
 
 _SNAPSHOT_FORMAT = "driftline.retrain_policy"
 _SNAPSHOT_VERSION = 1
@@ -170,12 +169,10 @@ class RetrainPolicy:
     def snapshot(self) -> bytes:
         """State as JSON bytes (configuration is not included)."""
         state = {
-            "format": _SNAPSHOT_FORMAT,
-            "version": _SNAPSHOT_VERSION,
             "models": {model: asdict(s) for model, s in self._models.items()},
             "stats": self._stats,
         }
-        return json.dumps(state, separators=(",", ":")).encode("utf-8")
+        return dump_state(_SNAPSHOT_FORMAT, _SNAPSHOT_VERSION, state)
 
     def restore(self, data: bytes) -> None:
         """Replace the state with one taken by ``snapshot``.
@@ -185,12 +182,7 @@ class RetrainPolicy:
         ValueError
             If ``data`` is not a ``RetrainPolicy`` snapshot of a known version.
         """
-        state = json.loads(data)
-        if state.get("format") != _SNAPSHOT_FORMAT or state.get("version") != _SNAPSHOT_VERSION:
-            raise ValueError(
-                f"not a RetrainPolicy snapshot of version {_SNAPSHOT_VERSION}: "
-                f"format={state.get('format')!r}, version={state.get('version')!r}"
-            )
+        state = load_state(data, _SNAPSHOT_FORMAT, _SNAPSHOT_VERSION, "a RetrainPolicy")
         self._models = {model: _ModelState(**s) for model, s in state["models"].items()}
         self._stats = _new_stats() | {str(k): int(v) for k, v in state["stats"].items()}
 
