@@ -20,15 +20,17 @@ drops repeated ``prediction_id`` s (as dead letters), so nothing is counted twic
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import httpx
+import msgspec
 
 FeatureValue = float | int | str | bool | None
 
@@ -127,7 +129,7 @@ class Publisher:
             "model_name": model_name,
             "model_version": str(model_version),
             "timestamp": _ms(timestamp),
-            "features": {k: _feature(v) for k, v in features.items()},
+            "features": _features(features),
             "prediction": prediction,
         }
         if scores:
@@ -179,10 +181,13 @@ class Publisher:
             return
         self._buffers[kind] = []
         params = {"wait": "true"} if wait else None
+        body = _encode({"events": events})  # once, not per attempt
         delay = self.backoff
         for attempt in range(self.max_retries + 1):
             try:
-                resp = self._client.post(f"/v1/{kind}", json={"events": events}, params=params)
+                resp = self._client.post(
+                    f"/v1/{kind}", content=body, headers=_JSON_HEADERS, params=params
+                )
             except httpx.TransportError as exc:
                 failure = f"cannot reach {self._client.base_url}: {exc}"
             else:
@@ -224,6 +229,82 @@ class Publisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_JSON_HEADERS: Final = {"Content-Type": "application/json"}
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_NUMBERS: Final = frozenset({float, int, bool})
+_STR: Final = frozenset({str})
+_msgspec_encode: Final = msgspec.json.Encoder().encode
+
+
+def _features(features: Mapping[str, Any]) -> dict[str, FeatureValue]:
+    """``{k: _feature(v) ...}``; a dict of plain values and finite floats (the common case,
+    which ``_feature`` keeps as is) is just copied."""
+    if type(features) is dict:
+        copy = dict(features)
+        values = copy.values()
+        kinds = set(map(type, values))
+        if kinds <= _SCALARS:
+            floats = values if kinds <= _NUMBERS else [v for v in values if type(v) is float]
+            try:
+                if math.isfinite(math.fsum(floats)):  # NaN or ±inf anywhere: not finite
+                    return copy
+            except (OverflowError, ValueError):  # huge, or inf and -inf: _feature decides
+                pass
+    return {k: _feature(v) for k, v in features.items()}
+
+
+def _encode(payload: dict[str, list[dict[str, Any]]]) -> bytes:
+    """The request body: what ``httpx.post(json=payload)`` sends, by msgspec when the events
+    hold nothing but what both encode alike (str keys, finite floats, plain types)."""
+    if all(map(_plain, payload["events"])):
+        try:
+            return _msgspec_encode(payload)
+        except (TypeError, ValueError):  # e.g. a lone surrogate: json.dumps says what it says
+            pass
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+def _plain(event: dict[str, Any]) -> bool:
+    """Whether msgspec encodes ``event`` exactly as ``json.dumps`` would.
+
+    Top-level values are scalars or flat dicts of scalars with str keys (features, scores,
+    segment); floats are finite. Anything else (a subclass, a UUID, a datetime, a float
+    key, ...) is left to ``json.dumps``, which msgspec would encode differently or at all.
+    """
+    if type(event) is not dict or not set(map(type, event)) <= _STR:
+        return False
+    for value in event.values():
+        kind = type(value)
+        if kind is dict:
+            if not set(map(type, value)) <= _STR:
+                return False
+            values = value.values()
+            kinds = set(map(type, values))
+            if kinds <= _NUMBERS:
+                if float in kinds and not _finite(values):
+                    return False
+            elif not kinds <= _SCALARS or (
+                float in kinds and not _finite([v for v in values if type(v) is float])
+            ):
+                return False
+        elif kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
+
+
+def _finite(numbers: Iterable[float]) -> bool:
+    """Whether no float of ``numbers`` (floats, ints, bools) is NaN or ±inf."""
+    try:
+        return math.isfinite(math.fsum(numbers))
+    except (OverflowError, ValueError):  # overflow, or inf and -inf: check one by one
+        return all(math.isfinite(n) for n in numbers if type(n) is float)
 
 
 def _feature(value: Any) -> FeatureValue:

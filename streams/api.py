@@ -100,6 +100,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, Protocol, Self
 
+import msgspec
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -901,47 +902,53 @@ class _Ingest:
     async def _handle(self, request: Request, topic: Topic, wait: bool) -> Response:
         kind = _body_kind(request.headers.get("content-type"))
         body = await request.body()
+        # One hop to a worker thread for everything after the body is read (parsing a
+        # 10 MB body, submit, dead letters, the wait): each hop costs a GIL handoff.
+        return await run_in_threadpool(self._ingest, topic, kind, body, wait)
+
+    def _ingest(
+        self, topic: Topic, kind: Literal["json", "avro"], body: bytes, wait: bool
+    ) -> Response:
         events: list[Any]
-        raws: list[bytes | None]  # raw input per event for dead letters; None: re-serialize
+        raws: list[bytes | None] | None  # raw input per event for dead letters; None: re-serialize
         if kind == "avro":
             try:
                 events, raws = [self._codec.decode_as(topic.schema_name, body)], [body]
             except DecodeError as exc:
-                await self._dead_letters(topic, [dead_letter_record(topic, body, exc)])
+                self._dead_letters(topic, [dead_letter_record(topic, body, exc)])
                 reason = f"Avro body is not a '{topic.schema_name}' record: {exc.reason}"
                 return self._answer(topic, 1, [], [_Rejection(0, reason)], None, None)
         else:
-            events = await self._json_events(topic, body)
-            raws = [None] * len(events)
+            events = self._json_events(topic, body)
+            raws = None
 
         records: list[dict[str, Any]] = []
         origin: list[int] = []  # index in the request of each submitted record
         rejections: list[_Rejection] = []
         letters: list[dict[str, Any]] = []
-        for index, (event, raw) in enumerate(zip(events, raws, strict=True)):
+        for index, event in enumerate(events):
             try:
                 records.append(_prepare(event))
                 origin.append(index)
             except ValueError as exc:
                 rejections.append(_Rejection(index, str(exc)))
+                raw = raws[index] if raws is not None else None
                 letters.append(
                     dead_letter_record(topic, raw or _json_bytes(event), EncodeError(str(exc)))
                 )
         if letters:
-            await self._dead_letters(topic, letters)
+            self._dead_letters(topic, letters)
 
         position: int | None = None
         accepted: list[int] = []
         if records:
-            result = await run_in_threadpool(self._runtime.submit, topic, records)
+            result = self._runtime.submit(topic, records)
             position = int(result.position)
             accepted = [origin[i] for i in result.accepted]
             rejections += [_Rejection(origin[i], str(reason)) for i, reason in result.rejected]
         processed: bool | None = None
         if wait and accepted and position is not None:
-            processed = bool(
-                await run_in_threadpool(self._runtime.wait_for, position, self._wait_timeout)
-            )
+            processed = bool(self._runtime.wait_for(position, self._wait_timeout))
         return self._answer(topic, len(events), accepted, rejections, position, processed)
 
     def _answer(
@@ -969,12 +976,12 @@ class _Ingest:
         body["detail"] = f"{what} rejected; event {first.index}: {first.reason}"
         return _JSONResponse(body, status_code=422)
 
-    async def _json_events(self, topic: Topic, body: bytes) -> list[Any]:
+    def _json_events(self, topic: Topic, body: bytes) -> list[Any]:
         try:
-            document = await run_in_threadpool(json.loads, body)  # 10 MB: keep the loop free
+            document = _loads(body)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
             message = f"malformed JSON body: {exc}"
-            await self._dead_letters(topic, [dead_letter_record(topic, body, DecodeError(message))])
+            self._dead_letters(topic, [dead_letter_record(topic, body, DecodeError(message))])
             raise _error(400, message) from None
         if isinstance(document, list):
             events = document
@@ -988,9 +995,7 @@ class _Ingest:
                     f"body field 'events' must be an array, got {_json_type(document['events'])}"
                 )
             if reason is not None:
-                await self._dead_letters(
-                    topic, [dead_letter_record(topic, body, DecodeError(reason))]
-                )
+                self._dead_letters(topic, [dead_letter_record(topic, body, DecodeError(reason))])
                 raise _error(422, reason)
             events = document["events"]
         elif isinstance(document, dict):
@@ -1000,7 +1005,7 @@ class _Ingest:
                 'body must be an event object, {"events": [...]} or an array of events, '
                 f"got {_json_type(document)}"
             )
-            await self._dead_letters(topic, [dead_letter_record(topic, body, DecodeError(reason))])
+            self._dead_letters(topic, [dead_letter_record(topic, body, DecodeError(reason))])
             raise _error(422, reason)
         if not events:
             raise _error(422, "the request holds no events")
@@ -1012,9 +1017,9 @@ class _Ingest:
             )
         return events
 
-    async def _dead_letters(self, topic: Topic, letters: list[dict[str, Any]]) -> None:
+    def _dead_letters(self, topic: Topic, letters: list[dict[str, Any]]) -> None:
         try:
-            await run_in_threadpool(self._runtime.store.write, Topic.DEAD_LETTERS, letters)
+            self._runtime.store.write(Topic.DEAD_LETTERS, letters)
         except Exception:  # the client still gets its 4xx; the loss must be visible
             logger.exception("could not write %d dead letters of %s", len(letters), topic)
             return
@@ -1042,7 +1047,10 @@ def _prepare(event: Any) -> dict[str, Any]:
         raise ValueError(f"event must be a JSON object, got {_json_type(event)}")
     record = dict(event)
     if "timestamp" in record:  # a missing one is the codec's to report
-        record["timestamp"] = parse_time(record["timestamp"], "timestamp")
+        timestamp = record["timestamp"]
+        # Epoch ms in range (what the SDK sends) is kept as is; the rest is parse_time's.
+        if type(timestamp) is not int or not MIN_TIMESTAMP_MS <= timestamp < MAX_TIMESTAMP_MS:
+            record["timestamp"] = parse_time(timestamp, "timestamp")
     return record
 
 
@@ -1060,6 +1068,27 @@ def _json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
+
+
+_msgspec_decode: Final = msgspec.json.Decoder().decode
+
+
+def _loads(body: bytes) -> Any:
+    """``json.loads(body)``, by msgspec's faster parser where the two agree.
+
+    Whatever msgspec refuses (NaN and Infinity literals, numbers out of its range,
+    lone surrogates, UTF-16/32 bodies, deep nesting, malformed JSON, ...) goes to
+    ``json.loads``: it decides, with its own result or error message.
+    """
+    try:
+        return _fast_loads(body)
+    except Exception:  # msgspec's DecodeError / ValidationError, UnicodeDecodeError, ...
+        return json.loads(body)
+
+
+def _fast_loads(body: bytes) -> Any:
+    # A frame of its own: msgspec then gives up on deep nesting where json.loads does.
+    return _msgspec_decode(body)
 
 
 def _json_bytes(value: Any) -> bytes:
