@@ -41,6 +41,7 @@ order, and a table touched in a ``stream.take`` batch raises).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -379,13 +380,36 @@ class PartitionTask:
                     limit = other
             queue = queues[head_topic]
             taken = 0
-            while queue and (limit is None or queue[0][:3] < limit):
-                out.append((head_topic, queue.popleft()))
-                taken += 1
+            append = out.append
+            popleft = queue.popleft
+            if limit is None or limit[1] == head[1]:  # (one rank per topic: never the latter)
+                while queue and (limit is None or queue[0][:3] < limit):
+                    append((head_topic, popleft()))
+                    taken += 1
+            else:
+                # (ts, rank, offset) < limit for the records of head_topic, whose rank is not
+                # the limit's: ts before the limit's, or the same ts and a lower rank.
+                cut = limit[0] + 1 if head[1] < limit[1] else limit[0]
+                while queue and queue[0][0] < cut:
+                    append((head_topic, popleft()))
+                    taken += 1
             if not taken:
                 for topic in waiting:
                     self.blocked[topic] = head[0]
                 return out
+
+
+def _collect_due_garbage() -> None:
+    """The collection automatic GC would have started during a paused step, if any.
+
+    Same generation choice as CPython's (a generation is collected when its count passes
+    its threshold), so cyclic garbage is still collected, and never later than one step.
+    """
+    t0, t1, t2 = gc.get_threshold()
+    c0, c1, c2 = gc.get_count()
+    if t0 <= 0 or c0 <= t0:
+        return
+    gc.collect(2 if c2 > t2 else 1 if c1 > t1 else 0)
 
 
 def _emit_key(record: Mapping[str, Any], fallback: bytes | None) -> bytes | None:
@@ -427,6 +451,8 @@ class KafkaWorker:
         self.metrics_port: int | None = None
         self.tasks: dict[int, PartitionTask] = {}
         self._by_name = {self.names.name(t): t for t in INPUT_TOPICS}
+        # topic name -> (topic, merge rank, schema name): one lookup per consumed message
+        self._routes = {name: (t, _RANK[t], t.schema_name) for name, t in self._by_name.items()}
         self._stop = threading.Event()
         self._broken = False
         self._paused: set[tuple[str, int]] = set()
@@ -667,14 +693,30 @@ class KafkaWorker:
     # -- processing -----------------------------------------------------------------------
 
     def _step(self) -> int:
-        """One batch: consume, merge, process, store, produce. Returns records processed."""
+        """One batch: consume, merge, process, store, produce. Returns records processed.
+
+        The cyclic garbage collector is paused for the step: a step allocates hundreds of
+        thousands of (acyclic) objects, decoded records and rows, freed by reference
+        counting, while the processors' state keeps the heap large, so automatic runs
+        would walk that whole heap many times per step. It runs at most once afterwards.
+        """
+        if not gc.isenabled():
+            return self._step_batch()
+        gc.disable()
+        try:
+            return self._step_batch()
+        finally:
+            gc.enable()
+            _collect_due_garbage()
+
+    def _step_batch(self) -> int:
         from confluent_kafka import KafkaError
 
         consumer = self._consumer
         messages = consumer.consume(self.config.batch_size, timeout=self.config.poll_timeout)
         started = time.perf_counter()
         tasks = self.tasks
-        by_name = self._by_name
+        routes = self._routes
         decode = self.codec.decode_as
         for msg in messages:
             error = msg.error()
@@ -686,26 +728,25 @@ class KafkaWorker:
                 log.warning("consumer: %s", error.str())
                 continue
             task = tasks.get(msg.partition())
-            topic = by_name.get(msg.topic())
-            if task is None or topic is None:
+            route = routes.get(msg.topic())
+            if task is None or route is None:
+                continue
+            topic, rank, schema_name = route
+            # PartitionTask.push, inlined (once per record); a record fetched before is
+            # ignored before it is decoded again.
+            offset = msg.offset()
+            fetched = task.fetched
+            if offset < fetched[topic]:
                 continue
             payload = msg.value()
             try:
-                record, failure = decode(topic.schema_name, payload), None
+                record, failure = decode(schema_name, payload), None
             except DecodeError as exc:
                 record, failure = None, exc
-            task.push(
-                topic,
-                (
-                    msg.timestamp()[1],
-                    _RANK[topic],
-                    msg.offset(),
-                    record,
-                    failure,
-                    payload,
-                    msg.key(),
-                ),
+            task.queues[topic].append(
+                (msg.timestamp()[1], rank, offset, record, failure, payload, msg.key())
             )
+            fetched[topic] = offset + 1
         released = self._release()
         self._backpressure()
         if not released:

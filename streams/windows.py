@@ -92,6 +92,9 @@ class DriftWindowProcessor:
         self.segment_by = segment_by
         self.reservoir_size = int(reservoir_size)
         self._profiles: dict[tuple[str, str], ReferenceProfile] = dict(profiles or {})
+        # (profile, its to_json()) per model version: a snapshot (every checkpoint) need not
+        # serialise the same, never mutated, reference profile again.
+        self._profile_json: dict[tuple[str, str], tuple[ReferenceProfile, str]] = {}
         self._keys: dict[ModelKey, _KeyState] = {}
         self.windows_closed = 0
 
@@ -282,7 +285,7 @@ class DriftWindowProcessor:
     def snapshot(self) -> bytes:
         state = {
             "version": _SNAPSHOT_VERSION,
-            "profiles": {k: p.to_json() for k, p in self._profiles.items()},
+            "profiles": {k: self._json_of(k, p) for k, p in self._profiles.items()},
             "windows_closed": self.windows_closed,
             "keys": {
                 key: {
@@ -297,6 +300,13 @@ class DriftWindowProcessor:
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
+    def _json_of(self, key: tuple[str, str], profile: ReferenceProfile) -> str:
+        cached = self._profile_json.get(key)
+        if cached is None or cached[0] is not profile:
+            cached = (profile, profile.to_json())
+            self._profile_json[key] = cached
+        return cached[1]
+
     def restore(self, data: bytes) -> None:
         state = pickle.loads(data)
         if state.get("version") != _SNAPSHOT_VERSION:
@@ -304,6 +314,7 @@ class DriftWindowProcessor:
                 f"unsupported DriftWindowProcessor snapshot version {state.get('version')}"
             )
         self._profiles = {k: ReferenceProfile.from_json(v) for k, v in state["profiles"].items()}
+        self._profile_json = {}
         self.windows_closed = state["windows_closed"]
         self._keys = {}
         for key, s in state["keys"].items():
