@@ -781,14 +781,19 @@ _QUICK_CHECKS: Final[dict[str, Callable[[Mapping[str, Any]], bool]]] = {
 
 def _non_finite(record: Mapping[str, Any], fields: tuple[str, ...]) -> str | None:
     """Reason naming the first NaN/inf in ``fields`` (plain values or maps), or None."""
+    isfinite = math.isfinite
     for name in fields:
         value = record.get(name)
-        if isinstance(value, float):
-            if not math.isfinite(value):
+        if type(value) is dict:  # the common case, checked without ABC look-ups
+            for key, item in value.items():
+                if isinstance(item, float) and not isfinite(item):
+                    return _non_finite_reason(f"{name}.{key}", item)
+        elif isinstance(value, float):
+            if not isfinite(value):
                 return _non_finite_reason(name, value)
         elif isinstance(value, Mapping):
             for key, item in value.items():
-                if isinstance(item, float) and not math.isfinite(item):
+                if isinstance(item, float) and not isfinite(item):
                     return _non_finite_reason(f"{name}.{key}", item)
     return None
 
