@@ -103,6 +103,10 @@ class WorkerError(RuntimeError):
     """The worker cannot go on without a person: the cluster refused something for good."""
 
 
+class ConsumerFailed(WorkerError):
+    """The group consumer hit a fatal error (e.g. fenced); the worker rejoins with a new one."""
+
+
 @dataclass
 class WorkerConfig:
     """How a worker talks to Kafka (processing settings live in ``ProcessorConfig``).
@@ -496,20 +500,29 @@ class KafkaWorker:
             self.metrics_port = self.metrics.serve(c.metrics_host, c.metrics_port)
             log.info("metrics on http://%s:%d/metrics", c.metrics_host, self.metrics_port)
         self._open_clients()
-        self._consumer.subscribe(
-            self.names.inputs,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self._subscribe()
         if on_ready is not None:
             on_ready()
         backoff = 0.5
+        rejoins: list[float] = []
         try:
             while not self._stop.is_set():
                 try:
                     self._step()
                     backoff = 0.5
+                except ConsumerFailed as exc:
+                    # e.g. a static member fenced after a broker restart. Nothing of this step
+                    # was processed yet, so every task still matches its last snapshot: drop the
+                    # tasks, rejoin with a new consumer, and the assignment restores them.
+                    rejoins = [t for t in rejoins if time.monotonic() - t < 300] + [
+                        time.monotonic()
+                    ]
+                    if len(rejoins) > 5:
+                        raise WorkerError(f"{exc} (5 rejoins within 5 minutes; giving up)") from exc
+                    log.warning("%s: rejoining the group from the last checkpoints", exc)
+                    self._rejoin()
+                    self._stop.wait(backoff)
+                    continue
                 except StoreError as exc:
                     self.metrics.store_errors.inc()
                     log.warning("store write failed, rewinding; retry in %.1fs: %s", backoff, exc)
@@ -552,6 +565,7 @@ class KafkaWorker:
         }
         if c.worker_id:
             consumer_config["group.instance.id"] = c.worker_id
+        self._consumer_config = consumer_config
         self._consumer = Consumer(consumer_config, logger=log)
         self._producer = Producer(
             {
@@ -576,6 +590,29 @@ class KafkaWorker:
             },
             logger=log,
         )
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            self.names.inputs,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def _rejoin(self) -> None:
+        """A new group consumer after a fatal consumer error; tasks come back from snapshots."""
+        from confluent_kafka import Consumer
+
+        self.tasks.clear()  # nothing to checkpoint on the way out: their snapshots are current
+        self._paused.clear()
+        self.metrics.partitions.set(0)
+        old, self._consumer = self._consumer, None
+        try:
+            old.close()
+        except Exception as exc:  # closing after a fatal error may fail too
+            log.debug("closing the failed consumer: %s", exc)
+        self._consumer = Consumer(self._consumer_config, logger=log)
+        self._subscribe()
 
     def _close_clients(self) -> None:
         if self._producer is not None:
@@ -724,7 +761,7 @@ class KafkaWorker:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 if error.fatal():
-                    raise WorkerError(f"Kafka consumer failed: {error.str()}")
+                    raise ConsumerFailed(f"Kafka consumer failed: {error.str()}")
                 log.warning("consumer: %s", error.str())
                 continue
             task = tasks.get(msg.partition())
