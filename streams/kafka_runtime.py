@@ -760,7 +760,9 @@ class KafkaWorker:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
-                if error.fatal():
+                # A fatal client error reaches consume() as an event with code _FATAL whose
+                # own fatal() flag may be False (seen: a fenced static member).
+                if error.fatal() or error.code() == KafkaError._FATAL:
                     raise ConsumerFailed(f"Kafka consumer failed: {error.str()}")
                 log.warning("consumer: %s", error.str())
                 continue

@@ -369,6 +369,50 @@ def test_broker_restart_mid_stream(
 
 
 @pytest.mark.kafka
+def test_a_fenced_worker_rejoins_and_stays_exact(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    data: dict[str, list[dict]],
+    reference: dict[str, list[str]],
+) -> None:
+    """Another consumer takes the worker's static member id (as after a broker restart): the
+    broker fences the worker, whose consumer fails fatally; it rejoins and ends exact."""
+    from confluent_kafka import Consumer
+
+    names = fresh_names()
+    ensure_topics(kafka_bootstrap, names, 4, 1)
+    worker = WorkerProcess(kafka_bootstrap, names, tmp_path / "w", worker_id="solo").start()
+    half = len(data["predictions"]) // 2
+    produce(kafka_bootstrap, names, Topic.MODEL_EVENTS, data["events"])
+    produce(kafka_bootstrap, names, Topic.PREDICTIONS, data["predictions"][:half])
+    wait_until(lambda: processed(kafka_bootstrap, names)[0] > 0, 60, "first progress", [worker])
+
+    impostor = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": names.group_id,
+            "group.instance.id": "solo",
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": 6000,
+        }
+    )
+    impostor.subscribe(names.inputs)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not impostor.assignment():
+        impostor.poll(0.2)
+    impostor.close()
+
+    produce(kafka_bootstrap, names, Topic.PREDICTIONS, data["predictions"][half:])
+    produce(kafka_bootstrap, names, Topic.LABELS, data["labels"])
+    wait_processed(kafka_bootstrap, names, [worker], timeout=150)
+    log_text = worker.log_tail(100_000)
+    assert worker.stop() == 0, worker.log_tail()
+    assert worker.starts == 1  # the same process rode it out
+    assert "rejoining the group from the last checkpoints" in log_text, log_text[-3000:]
+    assert worker.dump() == reference
+
+
+@pytest.mark.kafka
 def test_poison_messages_go_to_the_dead_letter_topic(kafka_bootstrap: str, tmp_path: Path) -> None:
     names = fresh_names()
     ensure_topics(kafka_bootstrap, names, 2, 1)
