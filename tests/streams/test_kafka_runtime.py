@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from support.chdb_dump import table_rows
 from support.kafka_worker import (
     COMPARED,
     WorkerProcess,
+    kill_leftovers,
     processed,
     produce,
     produce_raw,
@@ -89,6 +91,13 @@ def all_labels(preds: list[dict]) -> list[dict]:
     ]
     labels.sort(key=lambda r: (r["timestamp"], r["prediction_id"]))
     return labels
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    """A test that fails half-way must not leave its worker subprocess running."""
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,20 @@ REPO = Path(__file__).resolve().parents[2]
 COMPARED = ["drift_metrics", "performance_metrics", "drift_detections", "alerts"]
 """The aggregate tables a run is judged by."""
 
+_RUNNING: list[subprocess.Popen[bytes]] = []
+
+
+def kill_leftovers() -> int:
+    """SIGKILL worker subprocesses a failed test left running; returns how many."""
+    killed = 0
+    while _RUNNING:
+        proc = _RUNNING.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+            killed += 1
+    return killed
+
 
 class WorkerProcess:
     """One ``driftline worker`` subprocess with its own data dir and chDB store."""
@@ -101,6 +115,7 @@ class WorkerProcess:
         log.write(f"\n--- start {self.starts} ---\n".encode())
         log.flush()
         self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=log)
+        _RUNNING.append(self.proc)
         log.close()
         return self
 
