@@ -158,6 +158,7 @@ def bench_http(preds: list[dict], labels: list[dict], t0: int, data_dir: Path, b
     import uvicorn
 
     from driftline import Publisher
+    from driftline.publisher import send_record
     from driftline.settings import load_settings
     from streams.api import create_app
     from streams.embedded import EmbeddedRuntime
@@ -176,18 +177,9 @@ def bench_http(preds: list[dict], labels: list[dict], t0: int, data_dir: Path, b
     pub = Publisher(f"http://127.0.0.1:{port}", batch_size=batch)
     t = time.perf_counter()
     for topic, records in interleave(preds, labels, batch):
+        kind = "predictions" if topic == Topic.PREDICTIONS else "labels"
         for r in records:
-            if topic == Topic.PREDICTIONS:
-                pub.predict(
-                    r["model_name"],
-                    r["model_version"],
-                    r["features"],
-                    r["prediction"],
-                    prediction_id=r["prediction_id"],
-                    timestamp=r["timestamp"],
-                )
-            else:
-                pub.label(r["prediction_id"], r["model_name"], r["label"], timestamp=r["timestamp"])
+            send_record(pub, kind, r)
     pub.flush(wait=True)
     rt.drain()
     elapsed = time.perf_counter() - t

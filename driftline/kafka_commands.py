@@ -182,7 +182,7 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from driftline.file_events import events_from_file
-    from driftline.publisher import KafkaPublisher, PublishError
+    from driftline.publisher import KafkaPublisher, PublishError, send_record
     from schemas.topics import Topic
 
     settings = _settings(args)
@@ -201,23 +201,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     pub = KafkaPublisher(bootstrap, topic_prefix=args.topic_prefix or "")
     try:
         for event in events:
-            if args.topic == "predictions":
-                pub.predict(
-                    event["model_name"],
-                    event["model_version"],
-                    event["features"],
-                    event["prediction"],
-                    prediction_id=event["prediction_id"],
-                    timestamp=event["timestamp"],
-                )
-            else:
-                pub.label(
-                    event["prediction_id"],
-                    event["model_name"],
-                    event["label"],
-                    timestamp=event["timestamp"],
-                    model_version=event.get("model_version"),
-                )
+            send_record(pub, args.topic, event)
         report = pub.flush()
     except PublishError as exc:
         raise RuntimeFailure(str(exc)) from None

@@ -238,6 +238,32 @@ _STR: Final = frozenset({str})
 _msgspec_encode: Final = msgspec.json.Encoder().encode
 
 
+def send_record(pub: Publisher, kind: str, record: Mapping[str, Any]) -> None:
+    """Buffer one event given as a record shaped like its Avro schema (``kind`` is
+    ``"predictions"`` or ``"labels"``) on either publisher."""
+    if kind == "predictions":
+        pub.predict(
+            record["model_name"],
+            record["model_version"],
+            record["features"],
+            record["prediction"],
+            prediction_id=record["prediction_id"],
+            timestamp=record["timestamp"],
+            scores=record.get("scores"),
+            segment=record.get("segment"),
+        )
+    elif kind == "labels":
+        pub.label(
+            record["prediction_id"],
+            record["model_name"],
+            record["label"],
+            timestamp=record["timestamp"],
+            model_version=record.get("model_version"),
+        )
+    else:
+        raise ValueError(f"kind must be 'predictions' or 'labels', got {kind!r}")
+
+
 def _features(features: Mapping[str, Any]) -> dict[str, FeatureValue]:
     """``{k: _feature(v) ...}``; a dict of plain values and finite floats (the common case,
     which ``_feature`` keeps as is) is just copied."""

@@ -121,3 +121,15 @@ def test_gives_up_with_a_clear_error_and_keeps_the_events() -> None:
 
 def test_uvicorn_is_importable_for_serve() -> None:
     assert uvicorn.Config  # `driftline serve` and the demo run the API on uvicorn
+
+
+def test_send_record_takes_predictions_or_labels_only() -> None:
+    from driftline.publisher import send_record
+
+    pub = Publisher("http://127.0.0.1:9", batch_size=10)
+    send_record(
+        pub, "labels", {"prediction_id": "p", "model_name": "m", "label": "1", "timestamp": 5}
+    )
+    assert pub._buffers["labels"][0]["label"] == "1" and pub._buffers["labels"][0]["timestamp"] == 5
+    with pytest.raises(ValueError, match="kind must be 'predictions' or 'labels'"):
+        send_record(pub, "alerts", {})

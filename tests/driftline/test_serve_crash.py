@@ -22,6 +22,7 @@ from support.stream_data import labels_for, predictions, profile
 
 from driftline import Publisher
 from driftline.client import ApiClient
+from driftline.publisher import send_record
 
 EXE = Path(sys.executable).with_name("driftline")
 
@@ -84,17 +85,7 @@ def publish_all(url: str, events: list[dict], labels: list[dict]) -> None:
         key=lambda t: (t[0], t[1]),
     )
     for _, kind, r in by_time:
-        if kind == 0:
-            pub.predict(
-                r["model_name"],
-                r["model_version"],
-                r["features"],
-                r["prediction"],
-                prediction_id=r["prediction_id"],
-                timestamp=r["timestamp"],
-            )
-        else:
-            pub.label(r["prediction_id"], r["model_name"], r["label"], timestamp=r["timestamp"])
+        send_record(pub, "predictions" if kind == 0 else "labels", r)
     pub.flush(wait=True)
     pub.close()
 
