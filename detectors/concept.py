@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import math
 import pickle
 from typing import Any
 
@@ -121,6 +122,25 @@ class ConceptDriftDetector:
         self.n_seen += x.size
         self.n_detections += len(fired)
         return fired
+
+    def update(self, loss: float) -> bool:
+        """Feed one loss; whether it completed a change (same as ``update_many([loss])``).
+
+        Raises
+        ------
+        ValueError
+            If ``loss`` is NaN or infinite; the detector is not fed then.
+        """
+        value = float(loss)
+        if not math.isfinite(value):
+            raise ValueError(f"losses must be finite; position 0 is {value}")
+        detector = self._detector
+        detector.update(value)
+        self.n_seen += 1
+        if detector.drift_detected:
+            self.n_detections += 1
+            return True
+        return False
 
     @property
     def drift_detected(self) -> bool:

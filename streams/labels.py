@@ -279,7 +279,7 @@ class LabelJoinProcessor:
             loss = _loss(state.task, prediction, label)
         else:
             loss = state.windows.setdefault(start, _Window()).add(state.task, prediction, label)
-        if state.detector.update_many(np.array([loss], dtype=np.float64)):
+        if state.detector.update(loss):
             self.counters["concept_drifts"] += 1
             out.append(self._detection(model, version, state, ts, loss))
         if state.max_label_ms is None or ts > state.max_label_ms:

@@ -104,3 +104,17 @@ def test_bad_input_is_rejected() -> None:
 
     with pytest.raises(TypeError, match="ConceptDriftDetector"):
         ConceptDriftDetector.restore(pickle.dumps({"not": "a detector"}))
+
+
+@pytest.mark.parametrize("method", ["adwin", "page_hinkley"])
+def test_one_at_a_time_equals_batches(method: str) -> None:
+    losses = _error_stream(3, 0.5)
+    batch = ConceptDriftDetector(method)
+    whole = batch.update_many(losses)
+    single = ConceptDriftDetector(method)
+    found = [i for i, x in enumerate(losses.tolist()) if single.update(x)]
+    assert found == whole and whole
+    assert (single.n_seen, single.n_detections) == (batch.n_seen, batch.n_detections)
+    with pytest.raises(ValueError, match="finite"):
+        single.update(float("inf"))
+    assert single.n_seen == losses.size

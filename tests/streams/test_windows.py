@@ -199,3 +199,50 @@ def test_segments_get_their_own_windows() -> None:
         ("us", 50),
         ("us", 50),
     ]
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        None,  # every event has every feature: the one-pass matrix path
+        lambda f: f.pop("x1"),  # a feature missing in one event
+        lambda f: f.update(x1="text"),  # text in a numeric feature
+        lambda f: f.update(x1=True, x2=None),  # bool and null are numbers / missing anyway
+    ],
+)
+def test_feature_columns_are_the_same_on_the_fast_and_the_per_column_path(spoil) -> None:
+    """_columns' one-pass matrix equals the per-column conversion it short-cuts."""
+    import numpy as np
+
+    from detectors.profile import CategoricalProfile, ReferenceProfile
+    from streams.windows import _categorical, _columns, _numeric
+
+    rng = np.random.default_rng(7)
+    ref = {"x1": rng.normal(size=500), "x2": rng.normal(size=500), "x3": rng.integers(0, 5, 500)}
+    ref["c"] = np.array(["a", "b"] * 250, dtype=object)
+    prof = ReferenceProfile.from_columns(ref)
+    recs = [
+        {
+            "features": {
+                "x1": float(rng.normal()),
+                "x2": None if i % 7 == 0 else float(rng.normal()),
+                "x3": int(rng.integers(0, 5)),
+                "c": "a" if i % 2 else "b",
+            }
+        }
+        for i in range(50)
+    ]
+    if spoil is not None:
+        spoil(recs[13]["features"])
+    columns, bad = _columns(prof, recs)
+    expected_bad: dict[int, str] = {}
+    for name, fp in prof.features.items():
+        values = [r["features"].get(name) for r in recs]
+        if isinstance(fp, CategoricalProfile):
+            expected = _categorical(values)
+            assert columns[name].tolist() == expected.tolist()
+        else:
+            expected = _numeric(values, name, expected_bad)
+            np.testing.assert_array_equal(columns[name], expected)
+            assert columns[name].dtype == np.float64
+    assert bad == expected_bad
