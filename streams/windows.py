@@ -150,9 +150,11 @@ class DriftWindowProcessor:
             try:
                 model, version = rec["model_name"], rec["model_version"]
                 ts = rec["timestamp"]
-                if not isinstance(ts, int) or isinstance(ts, bool):
+                # exact types first (the decoded common case), then the general checks
+                if type(ts) is not int and (not isinstance(ts, int) or isinstance(ts, bool)):
                     raise TypeError("timestamp must be integer epoch milliseconds")
-                if not isinstance(rec["features"], Mapping):
+                features = rec["features"]
+                if type(features) is not dict and not isinstance(features, Mapping):
                     raise TypeError("features must be a map")
                 if not isinstance(rec["prediction_id"], str):
                     raise TypeError("prediction_id must be a string")
