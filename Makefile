@@ -14,7 +14,16 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-venv: $(STAMP)
+# The Rust extension (native/: PyO3, built by maturin with cargo): the fast path of the
+# prediction/label codec (schemas/native.py). Rebuilt when its sources change.
+NATIVE_STAMP := $(VENV)/.native-installed
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+
+$(NATIVE_STAMP): $(NATIVE_SOURCES) | $(STAMP)
+	$(BIN)/python -m pip install --quiet ./native
+	touch $(NATIVE_STAMP)
+
+venv: $(STAMP) $(NATIVE_STAMP)
 
 demo: venv
 	$(BIN)/driftline demo

@@ -13,6 +13,12 @@ This module owns the wire format and the checks around it:
   where there is one, the field;
 - the dead-letter record that carries a rejected input and its reason.
 
+The ``prediction`` and ``label`` schemas, by far the most frequent, also have a native
+path (``schemas.native``, the Rust extension ``driftline_native``) that encodes and decodes
+their common shape byte for byte as fastavro does; it answers None for anything else, and
+the Python path below then runs, so results and error messages do not depend on it.
+``AvroCodec(native=False)`` turns it off; :data:`NATIVE` says whether it is installed.
+
 Timestamps (``timestamp-millis``) are ``int`` epoch milliseconds in memory: the codec
 reads and writes with the logical types stripped, which leaves the binary encoding
 and the fingerprints unchanged (both ignore logical types).
@@ -59,11 +65,14 @@ import fastavro.validation
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import to_parsing_canonical_form
 
+from schemas.native import NATIVE, driftline_native
+
 __all__ = [
     "CRC64_AVRO_EMPTY",
     "DEAD_LETTER_RAW_LIMIT",
     "DEFAULT_MAX_BYTES",
     "FINITE_FIELDS",
+    "NATIVE",
     "SCHEMA_DIR",
     "SINGLE_OBJECT_MAGIC",
     "AvroCodec",
@@ -229,6 +238,53 @@ class _SchemaVersion:
     range_checked: bool  # the current schema has "int" fields, which fastavro reads unchecked
 
 
+@dataclass(frozen=True, slots=True)
+class _Native:
+    """The native encoder and decoders of one current schema (see ``schemas.native``)."""
+
+    encode: Callable[[bytes, Any], bytes | None]
+    decode: Callable[[bytes, int], dict[str, Any] | None]
+    decode_many: Callable[[list[bytes], int], list[dict[str, Any] | None]]
+
+
+# Schema name → (fingerprint, encode, decode, batch decode) attributes of driftline_native,
+# and the optional fields whose default (null) the native encoder writes when absent.
+_NATIVE_API: Final[dict[str, tuple[tuple[str, str, str, str], tuple[str, ...]]]] = {
+    "prediction": (
+        ("PREDICTION_FINGERPRINT", "encode_prediction", "decode_prediction", "decode_predictions"),
+        ("scores", "segment"),
+    ),
+    "label": (
+        ("LABEL_FINGERPRINT", "encode_label", "decode_label", "decode_labels"),
+        ("model_version",),
+    ),
+}
+
+
+def _native_codecs(current: Mapping[str, _SchemaVersion]) -> dict[str, _Native]:
+    """Native codecs of the current schemas the installed extension implements exactly.
+
+    A schema qualifies only when its fingerprint is the one the extension was built for
+    and its optional fields default to null (a ``schema_dir`` of other schemas, or a
+    newer schema than the extension, stays on the Python path).
+    """
+    module = driftline_native
+    if module is None:
+        return {}
+    out: dict[str, _Native] = {}
+    for name, ((fingerprint, encode, decode, decode_many), optional) in _NATIVE_API.items():
+        entry = current.get(name)
+        if entry is None or entry.fingerprint != getattr(module, fingerprint, None):
+            continue
+        defaults = {f["name"]: f.get("default", ...) for f in entry.current_json["fields"]}
+        if any(defaults.get(field, ...) is not None for field in optional):
+            continue
+        out[name] = _Native(
+            getattr(module, encode), getattr(module, decode), getattr(module, decode_many)
+        )
+    return out
+
+
 class AvroCodec:
     """Encode and decode the event records of every topic.
 
@@ -248,6 +304,9 @@ class AvroCodec:
     schema_dir
         Directory of ``<name>.avsc`` files, with older versions in
         ``history/<name>.<n>.avsc``; defaults to the package's ``schemas/avro``.
+    native
+        Use the native encoder/decoder (``schemas.native``) for the schemas it implements,
+        when it is installed. False runs everything in Python (same results, slower).
 
     Raises
     ------
@@ -263,6 +322,7 @@ class AvroCodec:
         schema_limits: Mapping[str, int] | None = None,
         registry_ids: Mapping[int, str] | None = None,
         schema_dir: Path | None = None,
+        native: bool = True,
     ) -> None:
         if max_bytes < _SINGLE_OBJECT_HEADER:
             raise ValueError(f"max_bytes must be at least {_SINGLE_OBJECT_HEADER}")
@@ -275,6 +335,17 @@ class AvroCodec:
         if unknown:
             raise ValueError(f"registry_ids name unknown schemas: {', '.join(unknown)}")
         self._registry_ids = registry
+        self._native = _native_codecs(self._current) if native else {}
+        # Single-object header → (schema name, size limit, batch decoder), for decode_many.
+        self._native_headers = {
+            self._current[name].header: (name, self.limit(name), codec.decode_many)
+            for name, codec in self._native.items()
+        }
+
+    @property
+    def native_schemas(self) -> tuple[str, ...]:
+        """Schemas encoded and decoded on the native path (empty without the extension)."""
+        return tuple(sorted(self._native))
 
     @property
     def schema_names(self) -> tuple[str, ...]:
@@ -328,6 +399,15 @@ class AvroCodec:
             input or output, or an encoded size above ``max_bytes``.
         """
         entry = self._entry(schema_name, EncodeError)
+        native = self._native.get(schema_name)
+        if native is not None:
+            # None: not the strict common shape; the checks below explain or encode it.
+            encoded = native.encode(entry.header, record)
+            if encoded is not None:
+                limit = self.limit(schema_name)
+                if len(encoded) > limit:
+                    raise EncodeError(f"payload of {len(encoded)} bytes exceeds limit {limit}")
+                return encoded
         if not isinstance(record, Mapping):
             raise EncodeError(f"record must be a mapping, got {type(record).__name__}")
         unknown = [key for key in record if key not in entry.field_names]
@@ -422,15 +502,42 @@ class AvroCodec:
         list
             For each payload, ``(schema_name, record)`` or the :class:`DecodeError`.
         """
-        out: list[tuple[str, dict[str, Any]] | DecodeError] = []
-        append = out.append
+        batch = items if type(items) is list else list(items)
+        out: list[tuple[str, dict[str, Any]] | DecodeError | None] = [None] * len(batch)
+        if self._native_headers:
+            self._decode_native_runs(batch, out)
         decode = self._decode
-        for data in items:
-            try:
-                append(decode(data, None))
-            except DecodeError as exc:
-                append(exc)
-        return out
+        for index, data in enumerate(batch):
+            if out[index] is None:
+                try:
+                    out[index] = decode(data, None)
+                except DecodeError as exc:
+                    out[index] = exc
+        return cast(list[tuple[str, dict[str, Any]] | DecodeError], out)
+
+    def _decode_native_runs(
+        self, batch: list[Payload], out: list[tuple[str, dict[str, Any]] | DecodeError | None]
+    ) -> None:
+        """Fill ``out`` for the payloads the native batch decoders accept.
+
+        Only ``bytes`` in single-object encoding of a native schema, within its size
+        limit, are tried (exactly those that ``_decode`` would hand to the native decoder);
+        the rest, and the payloads the native decoder declines, stay None for ``_decode``.
+        """
+        headers = self._native_headers
+        groups: dict[bytes, list[int]] = {}
+        for index, data in enumerate(batch):
+            if type(data) is bytes:
+                header = data[:_SINGLE_OBJECT_HEADER]
+                known = headers.get(header)
+                if known is not None and len(data) <= known[1]:
+                    groups.setdefault(header, []).append(index)
+        for header, indexes in groups.items():
+            name, _, decode_many = headers[header]
+            records = decode_many([cast(bytes, batch[i]) for i in indexes], _SINGLE_OBJECT_HEADER)
+            for index, record in zip(indexes, records, strict=True):
+                if record is not None:
+                    out[index] = (name, record)
 
     def _entry(self, schema_name: str, error: type[Exception]) -> _SchemaVersion:
         entry = self._current.get(schema_name)
@@ -490,6 +597,13 @@ class AvroCodec:
             raise DecodeError(f"schema mismatch: expected '{expected}', got '{entry.name}'")
         if size > self.limit(entry.name):
             raise DecodeError(f"payload of {size} bytes exceeds limit {self.limit(entry.name)}")
+
+        native = self._native.get(entry.name)
+        if native is not None and entry.version == "current":
+            # None: invalid or unusual body; fastavro below decodes it or says what is wrong.
+            native_record = native.decode(data, start)
+            if native_record is not None:
+                return entry.name, native_record
 
         buffer = io.BytesIO(data)
         buffer.seek(start)

@@ -1,0 +1,290 @@
+//! `driftline_native`: the hot path of driftline's event contract in Rust.
+//!
+//! Avro encode/decode of the `prediction` and `label` schemas (bodies byte-for-byte
+//! what `fastavro.schemaless_writer` writes, records equal to what
+//! `fastavro.schemaless_reader` returns), and ClickHouse RowBinary rows of the
+//! `predictions` and `labels` tables (what `schemas/rows.py` would insert).
+//!
+//! Every function handles only the strict common shape and returns `None` for anything
+//! else, so that the caller runs the Python path, which raises the right error or
+//! handles the unusual value. No function raises for bad data, and none panics
+//! (the code is written panic-free; `guard` turns a panic into `None` all the same).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
+
+mod avro;
+mod rowbinary;
+mod strings;
+mod wire;
+
+/// Runs `f`, mapping a panic to `None`.
+pub(crate) fn guard<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok().flatten()
+}
+
+// --- strict value classification -----------------------------------------------------
+// Exact types only (`type(x) is str`, ...): a subclass may override anything.
+
+/// The UTF-8 of an exact `str` (`None` for other types and for lone surrogates).
+#[inline]
+pub(crate) fn exact_str<'a>(v: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+    if !v.is_exact_instance_of::<PyString>() {
+        return None;
+    }
+    v.cast::<PyString>().ok()?.to_str().ok()
+}
+
+/// An exact `int` (not `bool`) within int64.
+#[inline]
+pub(crate) fn exact_long(v: &Bound<'_, PyAny>) -> Option<i64> {
+    if !v.is_exact_instance_of::<PyInt>() {
+        return None;
+    }
+    v.extract::<i64>().ok()
+}
+
+/// A finite exact `float`.
+#[inline]
+pub(crate) fn exact_finite(v: &Bound<'_, PyAny>) -> Option<f64> {
+    if !v.is_exact_instance_of::<PyFloat>() {
+        return None;
+    }
+    let f = v.cast::<PyFloat>().ok()?.value();
+    f.is_finite().then_some(f)
+}
+
+/// An exact `bool`.
+#[inline]
+pub(crate) fn exact_bool(v: &Bound<'_, PyAny>) -> Option<bool> {
+    if !v.is_exact_instance_of::<PyBool>() {
+        return None;
+    }
+    Some(v.cast::<PyBool>().ok()?.is_true())
+}
+
+/// A value of a `double` field: a finite exact `float`, or an exact `int` within int64
+/// (converted with round-half-even, as Python's `float(int)`).
+#[inline]
+pub(crate) fn number(v: &Bound<'_, PyAny>) -> Option<f64> {
+    if v.is_exact_instance_of::<PyFloat>() {
+        return exact_finite(v);
+    }
+    exact_long(v).map(|i| i as f64)
+}
+
+/// An exact `dict`.
+#[inline]
+pub(crate) fn exact_dict<'a, 'py>(v: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyDict>> {
+    if !v.is_exact_instance_of::<PyDict>() {
+        return None;
+    }
+    v.cast::<PyDict>().ok()
+}
+
+/// A scalar of the features map `["null", "long", "double", "string", "boolean"]`.
+pub(crate) enum Feature<'a> {
+    Null,
+    Long(i64),
+    Double(f64),
+    Str(&'a str),
+    Bool(bool),
+}
+
+/// Classifies a feature value the way fastavro picks its union branch: the first branch
+/// whose validator accepts it, i.e. None → null, int → long, float → double, str →
+/// string, bool → boolean (a bool is not a long for fastavro). Anything else (including
+/// ints beyond int64, which fastavro would write as a double, and NaN/inf) is `None`.
+#[inline]
+pub(crate) fn feature<'a>(v: &'a Bound<'_, PyAny>) -> Option<Feature<'a>> {
+    if v.is_exact_instance_of::<PyFloat>() {
+        return exact_finite(v).map(Feature::Double);
+    }
+    if v.is_none() {
+        return Some(Feature::Null);
+    }
+    if v.is_exact_instance_of::<PyString>() {
+        return exact_str(v).map(Feature::Str);
+    }
+    if v.is_exact_instance_of::<PyBool>() {
+        return exact_bool(v).map(Feature::Bool);
+    }
+    exact_long(v).map(Feature::Long)
+}
+
+// --- Python API ----------------------------------------------------------------------
+
+fn bytes_or_none<'py>(py: Python<'py>, data: Option<Vec<u8>>) -> Option<Bound<'py, PyBytes>> {
+    data.map(|d| PyBytes::new(py, &d))
+}
+
+/// `header` + Avro body of a `prediction` record, or None when the record is not in the
+/// strict common shape (the Python codec then validates, explains and encodes).
+#[pyfunction]
+fn encode_prediction<'py>(
+    py: Python<'py>,
+    header: &[u8],
+    record: &Bound<'py, PyAny>,
+) -> Option<Bound<'py, PyBytes>> {
+    bytes_or_none(
+        py,
+        guard(|| avro::encode(avro::Schema::Prediction, header, record)),
+    )
+}
+
+/// `header` + Avro body of a `label` record, or None (see `encode_prediction`).
+#[pyfunction]
+fn encode_label<'py>(
+    py: Python<'py>,
+    header: &[u8],
+    record: &Bound<'py, PyAny>,
+) -> Option<Bound<'py, PyBytes>> {
+    bytes_or_none(
+        py,
+        guard(|| avro::encode(avro::Schema::Label, header, record)),
+    )
+}
+
+fn encode_many<'py>(
+    py: Python<'py>,
+    schema: avro::Schema,
+    header: &[u8],
+    records: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for record in records.iter() {
+        out.append(bytes_or_none(
+            py,
+            guard(|| avro::encode(schema, header, &record)),
+        ))?;
+    }
+    Ok(out)
+}
+
+/// `encode_prediction` over a list: one `bytes | None` per record.
+#[pyfunction]
+fn encode_predictions<'py>(
+    py: Python<'py>,
+    header: &[u8],
+    records: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    encode_many(py, avro::Schema::Prediction, header, records)
+}
+
+/// `encode_label` over a list: one `bytes | None` per record.
+#[pyfunction]
+fn encode_labels<'py>(
+    py: Python<'py>,
+    header: &[u8],
+    records: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    encode_many(py, avro::Schema::Label, header, records)
+}
+
+/// The `prediction` record whose Avro body spans `data[start:]`, or None when the body is
+/// invalid or unusual (the Python codec then decodes it or raises the DecodeError).
+#[pyfunction]
+fn decode_prediction<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    start: usize,
+) -> Option<Bound<'py, PyDict>> {
+    guard(|| strings::with_cache(|c| avro::decode(py, avro::Schema::Prediction, data, start, c)))
+}
+
+/// The `label` record whose Avro body spans `data[start:]`, or None.
+#[pyfunction]
+fn decode_label<'py>(py: Python<'py>, data: &[u8], start: usize) -> Option<Bound<'py, PyDict>> {
+    guard(|| strings::with_cache(|c| avro::decode(py, avro::Schema::Label, data, start, c)))
+}
+
+fn decode_many<'py>(
+    py: Python<'py>,
+    schema: avro::Schema,
+    payloads: &Bound<'py, PyList>,
+    start: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    strings::with_cache(|mut cache| {
+        for item in payloads.iter() {
+            let record = match item.cast::<PyBytes>() {
+                Ok(b) => {
+                    guard(|| avro::decode(py, schema, b.as_bytes(), start, cache.as_deref_mut()))
+                }
+                Err(_) => None,
+            };
+            out.append(record)?;
+        }
+        Ok(out)
+    })
+}
+
+/// `decode_prediction` over a list of `bytes`: one `dict | None` per payload.
+#[pyfunction]
+fn decode_predictions<'py>(
+    py: Python<'py>,
+    payloads: &Bound<'py, PyList>,
+    start: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    decode_many(py, avro::Schema::Prediction, payloads, start)
+}
+
+/// `decode_label` over a list of `bytes`: one `dict | None` per payload.
+#[pyfunction]
+fn decode_labels<'py>(
+    py: Python<'py>,
+    payloads: &Bound<'py, PyList>,
+    start: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    decode_many(py, avro::Schema::Label, payloads, start)
+}
+
+/// RowBinary rows (columns of `COLUMNS["predictions"]`) of decoded `prediction` records,
+/// or None when any record is outside the strict shape (use the Python rows instead).
+#[pyfunction]
+fn rowbinary_predictions<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+) -> Option<Bound<'py, PyBytes>> {
+    bytes_or_none(py, guard(|| rowbinary::predictions(py, records)))
+}
+
+/// RowBinary rows (columns of `COLUMNS["labels"]`) of decoded `label` records, or None.
+#[pyfunction]
+fn rowbinary_labels<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+) -> Option<Bound<'py, PyBytes>> {
+    bytes_or_none(py, guard(|| rowbinary::labels(py, records)))
+}
+
+#[pymodule]
+fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_function(wrap_pyfunction!(encode_prediction, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_label, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_predictions, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_labels, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_prediction, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_label, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_predictions, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_labels, m)?)?;
+    m.add_function(wrap_pyfunction!(rowbinary_predictions, m)?)?;
+    m.add_function(wrap_pyfunction!(rowbinary_labels, m)?)?;
+    // The schemas this build implements: CRC-64-AVRO fingerprints (little-endian, as on
+    // the wire) of their Parsing Canonical Form. The codec uses the native path for a
+    // schema only when its own fingerprint is this one.
+    m.add(
+        "PREDICTION_FINGERPRINT",
+        PyBytes::new(py, &avro::PREDICTION_FINGERPRINT),
+    )?;
+    m.add(
+        "LABEL_FINGERPRINT",
+        PyBytes::new(py, &avro::LABEL_FINGERPRINT),
+    )?;
+    m.add("TIMESTAMP_MIN_MS", rowbinary::TIMESTAMP_MIN_MS)?;
+    m.add("TIMESTAMP_MAX_MS", rowbinary::TIMESTAMP_MAX_MS)?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+"""The optional native fast path of the event contract: the ``driftline_native`` extension.
+
+``native/`` (Rust, PyO3, built with maturin; ``make venv`` installs it) encodes and
+decodes the two high-volume schemas, ``prediction`` and ``label``, byte for byte as
+fastavro does, and writes their raw-event rows in ClickHouse RowBinary. It handles only
+the strict common shape of a record and answers ``None`` for anything else, so the
+callers run the Python path for it: results and error messages are the same with or
+without the extension. :class:`schemas.codec.AvroCodec` uses it when it is installed;
+without it everything runs in Python.
+
+Examples
+--------
+>>> rowbinary("alerts", []) is None  # only the raw-event tables have a native writer
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import Any, Final
+
+__all__ = ["NATIVE", "ROWBINARY_TABLES", "driftline_native", "rowbinary"]
+
+
+def _load() -> ModuleType | None:
+    try:
+        return importlib.import_module("driftline_native")
+    except ImportError:
+        return None
+
+
+driftline_native: Final = _load()
+"""The extension module, or None when it is not installed."""
+
+NATIVE: Final = driftline_native is not None
+"""True when the native fast path is available."""
+
+ROWBINARY_TABLES: Final = ("predictions", "labels")
+"""Tables :func:`rowbinary` writes."""
+
+
+def rowbinary(table: str, records: Iterable[Mapping[str, Any]]) -> bytes | None:
+    """ClickHouse RowBinary rows of ``table`` for a batch of decoded records, or None.
+
+    The rows are those of ``schemas.rows.to_rows(table, records)``, columns in the order
+    of ``schemas.rows.COLUMNS[table]``, ready for
+    ``client.raw_insert(f"{database}.{table}", COLUMNS[table], insert_block=data,
+    fmt="RowBinary")``.
+
+    Parameters
+    ----------
+    table
+        ``"predictions"`` or ``"labels"``; other tables always get None.
+    records
+        Records shaped as ``AvroCodec.decode`` returns them (exact ``dict``/``str``/``int``
+        /``float``/``bool`` values, finite numbers, longs within int64, timestamps that
+        ``rows.ms_to_datetime`` accepts).
+
+    Returns
+    -------
+    bytes or None
+        The RowBinary block; None when the extension is missing, the table has no native
+        writer, or any record is outside the strict shape. Then build the rows with
+        ``schemas.rows.topic_rows`` and ``client.insert`` (which also raises the errors).
+    """
+    module = driftline_native
+    if module is None:
+        return None
+    if table == "predictions":
+        write = module.rowbinary_predictions
+    elif table == "labels":
+        write = module.rowbinary_labels
+    else:
+        return None
+    batch = records if type(records) is list else list(records)
+    data: bytes | None = write(batch)
+    return data
