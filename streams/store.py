@@ -38,6 +38,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
 from schemas.ddl import RAW_TABLES, TABLES, table_ddl
+from schemas.native import rowbinary
 from schemas.rows import COLUMNS, topic_rows
 from schemas.topics import DATASET_FEATURE, Topic
 
@@ -209,6 +210,12 @@ def _select_list(table: str) -> str:
         else:
             columns.append(f"t.`{column}` AS `{column}`")
     return ", ".join(columns)
+
+
+_RAW_EVENT_TABLES: Final[dict[Topic, str]] = {
+    Topic.PREDICTIONS: "predictions",
+    Topic.LABELS: "labels",
+}
 
 
 class ClickHouseStore:
@@ -492,6 +499,20 @@ class ClickHouseStore:
             ClickHouse refused the insert. With model events, ``model_versions`` may
             already hold the batch; writing it again is harmless (writes are idempotent).
         """
+        table = _RAW_EVENT_TABLES.get(topic)
+        if table is not None and records:
+            # The raw events, by far the most rows: written as RowBinary by the native
+            # extension when every record has the common shape (the same rows as below).
+            block = rowbinary(table, records)
+            if block is not None:
+                with self._failures(f"writing {len(records)} rows of {topic} to {table}"):
+                    self._client.raw_insert(
+                        f"{self.database}.{table}",
+                        COLUMNS[table],
+                        insert_block=block,
+                        fmt="RowBinary",
+                    )
+                return len(records)
         batches = topic_rows(topic, records)
         inserted = 0
         for table, rows in batches.items():

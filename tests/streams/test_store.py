@@ -17,6 +17,7 @@ import pytest
 
 from schemas.codec import DecodeError, dead_letter_record
 from schemas.ddl import TABLES
+from schemas.native import NATIVE
 from schemas.rows import TOPIC_TABLES, topic_rows
 from schemas.topics import DATASET_FEATURE, PREDICTION_FEATURE, Topic
 from streams.store import _TIME_COLUMNS, ClickHouseStore, StoreError, mask_dsn
@@ -37,6 +38,10 @@ class InsertSpy:
     def insert(self, table: str, data: Any, **kwargs: Any) -> Any:
         self.inserts.append((table, len(data)))
         return self._client.insert(table, data, **kwargs)
+
+    def raw_insert(self, table: str, column_names: Any = None, **kwargs: Any) -> Any:
+        self.inserts.append((table.rsplit(".", 1)[-1], kwargs.get("fmt")))
+        return self._client.raw_insert(table, column_names, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -325,7 +330,42 @@ def test_one_insert_per_table_per_call(chdb_client: Any, ch_database: str) -> No
     batches = sample_batches()
     store.write(Topic.PREDICTIONS, batches[Topic.PREDICTIONS])
     store.write(Topic.MODEL_EVENTS, batches[Topic.MODEL_EVENTS])
-    assert spy.inserts == [("predictions", 4), ("model_versions", 2), ("reference_profiles", 1)]
+    raw = ("predictions", "RowBinary") if NATIVE else ("predictions", 4)
+    assert spy.inserts == [raw, ("model_versions", 2), ("reference_profiles", 1)]
+
+
+def test_native_rowbinary_writes_the_same_rows_as_the_python_path(
+    chdb_client: Any, ch_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw predictions and labels through the native RowBinary writer and through
+    ``topic_rows`` + ``insert``, into two databases of the real engine: same tables."""
+    import streams.store as store_module
+
+    assert NATIVE, "the native extension is part of the install (make venv builds it)"
+    batches = sample_batches()
+    raw = {t: batches[t] for t in (Topic.PREDICTIONS, Topic.LABELS)}
+    spy = InsertSpy(chdb_client)
+    native_store = ClickHouseStore(spy, database=ch_database)
+    native_store.migrate()
+    spy.inserts.clear()
+    for topic, records in raw.items():
+        native_store.write(topic, records)
+    assert [fmt for _, fmt in spy.inserts] == ["RowBinary", "RowBinary"]
+
+    python_db = ch_database + "_py"
+    try:
+        monkeypatch.setattr(store_module, "rowbinary", lambda table, records: None)
+        python_store = ClickHouseStore(chdb_client, database=python_db)
+        python_store.migrate()
+        for topic, records in raw.items():
+            python_store.write(topic, records)
+        for table in ("predictions", "labels"):
+            query = f"SELECT * FROM {{db:Identifier}}.{table} ORDER BY prediction_id"
+            native_rows = chdb_client.query(query, parameters={"db": ch_database}).result_rows
+            python_rows = chdb_client.query(query, parameters={"db": python_db}).result_rows
+            assert native_rows == python_rows and native_rows
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS {python_db} SYNC")
 
 
 def test_rewrite_changes_nothing(store: ClickHouseStore) -> None:
