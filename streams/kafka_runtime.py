@@ -41,7 +41,6 @@ order, and a table touched in a ``stream.take`` batch raises).
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import pickle
@@ -56,6 +55,7 @@ from typing import Any, Final
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
+from streams.gcpause import gc_paused
 from streams.kafka_topics import DEFAULT_GROUP, TopicNames, ensure_topics, read_watermarks
 from streams.processor import Emit
 from streams.store import ClickHouseStore, StoreError
@@ -403,19 +403,6 @@ class PartitionTask:
                 return out
 
 
-def _collect_due_garbage() -> None:
-    """The collection automatic GC would have started during a paused step, if any.
-
-    Same generation choice as CPython's (a generation is collected when its count passes
-    its threshold), so cyclic garbage is still collected, and never later than one step.
-    """
-    t0, t1, t2 = gc.get_threshold()
-    c0, c1, c2 = gc.get_count()
-    if t0 <= 0 or c0 <= t0:
-        return
-    gc.collect(2 if c2 > t2 else 1 if c1 > t1 else 0)
-
-
 def _emit_key(record: Mapping[str, Any], fallback: bytes | None) -> bytes | None:
     model = record.get("model_name")
     if isinstance(model, str):
@@ -737,14 +724,8 @@ class KafkaWorker:
         counting, while the processors' state keeps the heap large, so automatic runs
         would walk that whole heap many times per step. It runs at most once afterwards.
         """
-        if not gc.isenabled():
+        with gc_paused():
             return self._step_batch()
-        gc.disable()
-        try:
-            return self._step_batch()
-        finally:
-            gc.enable()
-            _collect_due_garbage()
 
     def _step_batch(self) -> int:
         from confluent_kafka import KafkaError
