@@ -2,13 +2,15 @@
 
 Inputs are validated with the Avro codec, appended to the durable input log
 (``streams.log``) and answered; a background thread reads the log in batches,
-drops duplicates, hands the records to the processors of ``streams.topology``,
-and writes the inputs and everything the processors produce to the store
-(ClickHouse engine in-process through clickhouse-connect's chDB backend, or a
-ClickHouse server — only the DSN differs).
+drops duplicates and hands the records to the processors of ``streams.topology``;
+a second thread writes the inputs and everything the processors produce to the
+store (ClickHouse engine in-process through clickhouse-connect's chDB backend, or
+a ClickHouse server — only the DSN differs), so the engine's insert work, which
+runs without the GIL, overlaps the next batch's processing. A log position counts
+as done (``wait_for``) once its writes are stored.
 
-Every ``checkpoint_interval_seconds`` the processors' snapshots and the log
-position they cover are written atomically to ``<data dir>/runtime/checkpoint``.
+Every ``checkpoint_interval_seconds`` — once the writes in flight are stored —
+the processors' snapshots and the log position they cover are written atomically to ``<data dir>/runtime/checkpoint``.
 After a crash the runtime restores the checkpoint and replays the log from its
 position; processing is deterministic and the store's keys make rewrites
 idempotent, so the aggregates equal those of an uninterrupted run.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import queue
 import threading
 import time
 from collections import Counter, deque
@@ -31,6 +34,7 @@ from detectors.drift import DriftConfig
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
+from streams.gcpause import gc_paused
 from streams.log import InputLog
 from streams.processor import Emit
 from streams.store import ClickHouseStore, StoreError
@@ -45,6 +49,8 @@ from streams.topology import (
 log = logging.getLogger("driftline.embedded")
 
 _CHECKPOINT_VERSION = 1
+
+_Write = tuple[Topic, list[dict]]  # records of one topic for the store
 
 
 @dataclass
@@ -108,7 +114,8 @@ class EmbeddedRuntime:
         self.log = InputLog(self.runtime_dir / "input.log")
         self.processors = build_processors(self.config)
         self.dedup = Deduplicator()
-        self.position = 0
+        self.position = 0  # everything before it is processed and stored
+        self._cursor = 0  # everything before it is processed (its writes may be in flight)
         self.counters: Counter[str] = Counter()
         self._checkpoint_path = self.runtime_dir / "checkpoint"
         self._append_lock = threading.Lock()
@@ -118,6 +125,10 @@ class EmbeddedRuntime:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # (writes, log position they complete); None stops the writer thread
+        self._writes: queue.Queue[tuple[list[_Write], int] | None] = queue.Queue(maxsize=4)
+        self._writer: threading.Thread | None = None
+        self._write_error: StoreError | None = None
         self._last_checkpoint = time.monotonic()
         self.error: BaseException | None = None
 
@@ -128,8 +139,12 @@ class EmbeddedRuntime:
         return self.processors["alerts"]
 
     def start(self) -> EmbeddedRuntime:
-        """Start the background processing thread."""
+        """Start the background processing and store-writer threads."""
         if self._thread is None:
+            self._writer = threading.Thread(
+                target=self._write_loop, name="driftline-store-writer", daemon=True
+            )
+            self._writer.start()
             self._thread = threading.Thread(
                 target=self._loop, name="driftline-embedded", daemon=True
             )
@@ -140,22 +155,27 @@ class EmbeddedRuntime:
         """Validate ``records`` for ``topic``, append them (and dead letters for the invalid ones)."""
         if topic not in INPUT_TOPICS:
             raise ValueError(f"{topic} is not an input topic; inputs are {', '.join(INPUT_TOPICS)}")
+        with gc_paused():
+            return self._submit(topic, records)
+
+    def _submit(self, topic: Topic, records: list[dict]) -> PublishResult:
         result = PublishResult()
         entries: list[tuple[Topic, bytes]] = []
         decoded: list[tuple[Topic, dict]] = []
         normalize = _NORMALIZE.get(topic)
         now = int(time.time() * 1000)
-        for i, rec in enumerate(records):
-            try:
-                entries.append((topic, self.codec.encode(topic.schema_name, rec)))
-            except (EncodeError, TypeError, ValueError) as exc:
-                reason = getattr(exc, "reason", None) or str(exc)
-                result.rejected.append((i, reason))
-                dl = dead_letter_record(str(topic), _raw_json(rec), exc, received_at=now)
+        accepted = result.accepted
+        for i, (rec, data) in enumerate(
+            zip(records, self.codec.encode_many(topic.schema_name, records), strict=True)
+        ):
+            if isinstance(data, EncodeError):
+                result.rejected.append((i, data.reason))
+                dl = dead_letter_record(str(topic), _raw_json(rec), data, received_at=now)
                 entries.append((Topic.DEAD_LETTERS, self.codec.encode("dead_letter", dl)))
                 decoded.append((Topic.DEAD_LETTERS, dl))
                 continue
-            result.accepted.append(i)
+            entries.append((topic, data))
+            accepted.append(i)
             if normalize is not None:
                 decoded.append((topic, normalize(rec)))
         # Predictions and labels are handed to the processing thread as validated records
@@ -217,46 +237,62 @@ class EmbeddedRuntime:
             return True
 
     def step(self) -> int:
-        """Process one batch from the log in the calling thread; returns entries processed."""
+        """Process one batch from the log; returns entries processed.
+
+        Without the background threads (:meth:`start`) the batch's writes are stored in
+        the calling thread; with them they go to the writer thread.
+        """
+        with gc_paused():
+            return self._step()
+
+    def _step(self) -> int:
         fast, stop = self._take_inflight()
+        if fast is not None:
+            records, next_pos = fast
+            writes = self._process_records(records)
+            n = len(records)
+        else:
+            # up to the next span that the fast path can take, if any
+            entries, next_pos = self.log.read(self._cursor, self.batch_size, stop=stop)
+            if not entries:
+                return 0
+            produced: list[Emit] = []
+            records = _decode(self.codec, entries, produced)
+            writes = self._process_records(records, produced)
+            n = len(entries)
+        self._cursor = next_pos
+        if self._writer is not None:
+            self._writes.put((writes, next_pos))
+            return n
         try:
-            if fast is not None:
-                records, next_pos = fast
-                self._process_records(records)
-                n = len(records)
-            else:
-                # up to the next span that the fast path can take, if any
-                entries, next_pos = self.log.read(self.position, self.batch_size, stop=stop)
-                if not entries:
-                    return 0
-                produced: list[Emit] = []
-                records = _decode(self.codec, entries, produced)
-                self._process_records(records, produced)
-                n = len(entries)
+            self._store(writes)
         except StoreError:
             # The processors have taken this batch in but the store has not: retrying it on
             # the updated state would count it twice. Go back to the last checkpoint and
             # replay the log from there instead.
             self._rewind()
             raise
-        with self._cond:
-            self.position = next_pos
-            self._cond.notify_all()
+        self._stored(next_pos)
         return n
+
+    def _stored(self, position: int) -> None:
+        with self._cond:
+            self.position = position
+            self._cond.notify_all()
 
     def _take_inflight(self) -> tuple[tuple[list[tuple[Topic, dict]], int] | None, int | None]:
         """Decoded records of the spans that start exactly at the current position, if any;
         else None and where the next such span starts (the log read stops there)."""
         with self._append_lock:
-            while self._inflight and self._inflight[0][1] <= self.position:
+            while self._inflight and self._inflight[0][1] <= self._cursor:
                 self._inflight.popleft()  # already processed from the log (replay)
             if not self._inflight:
                 return None, None
-            if self._inflight[0][0] != self.position:
+            if self._inflight[0][0] != self._cursor:
                 start = self._inflight[0][0]
-                return None, start if start > self.position else None
+                return None, start if start > self._cursor else None
             records: list[tuple[Topic, dict]] = []
-            end = self.position
+            end = self._cursor
             while self._inflight and self._inflight[0][0] == end and len(records) < self.batch_size:
                 _, end, decoded = self._inflight.popleft()
                 records.extend(decoded)
@@ -271,10 +307,17 @@ class EmbeddedRuntime:
         self.drain()
         with self._cond:
             produced = flush_all(self.processors)
-            self._write(produced)
+            self._store(self._outputs(produced))
 
     def checkpoint(self) -> None:
-        """Write the processors' state and the log position they cover, atomically."""
+        """Write the processors' state and the log position they cover, atomically.
+
+        Called from the processing thread (or with the threads stopped): it first waits
+        until the writes in flight are stored, so the position covers stored output only.
+        """
+        self._writes.join()
+        if self._write_error is not None:
+            return  # the processing loop rewinds to the previous checkpoint instead
         with self._cond:
             state = {
                 "version": _CHECKPOINT_VERSION,
@@ -311,13 +354,17 @@ class EmbeddedRuntime:
         }
 
     def stop(self, *, checkpoint: bool = True) -> None:
-        """Drain the log, stop the thread, checkpoint and close."""
+        """Drain the log, stop the threads, checkpoint and close."""
         if self._thread is not None:
             self.drain()
             self._stop.set()
             self._wake()
             self._thread.join(timeout=30)
             self._thread = None
+        if self._writer is not None:
+            self._writes.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
         if checkpoint and self.error is None:
             self.checkpoint()
         self.log.close()
@@ -339,10 +386,24 @@ class EmbeddedRuntime:
     def _loop(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
+            if self.error is not None:  # the writer hit a bug: stop processing too
+                return
+            if self._write_error is not None:
+                # ClickHouse unavailable: the writer dropped the failed batch and the ones
+                # queued behind it. Back to the last checkpoint (whose position covers stored
+                # output only) and replay from there once the store answers again.
+                self._writes.join()
+                exc, self._write_error = self._write_error, None
+                self._rewind()
+                log.warning("store write failed, retrying in %.1fs: %s", backoff, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
             try:
                 n = self.step()
-                backoff = 0.5
-            except StoreError as exc:  # ClickHouse unavailable: keep the position, retry
+                if n:
+                    backoff = 0.5
+            except StoreError as exc:  # (not started: stored in this thread)
                 log.warning("store write failed, retrying in %.1fs: %s", backoff, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -356,12 +417,37 @@ class EmbeddedRuntime:
                 self.checkpoint()
             if n == 0:
                 with self._cond:
-                    if self.position >= self.log.end and not self._stop.is_set():
+                    if self._cursor >= self.log.end and not self._stop.is_set():
                         self._cond.wait(0.2)
+
+    def _write_loop(self) -> None:
+        """The writer thread: store each processed batch, then advance the position."""
+        while True:
+            item = self._writes.get()
+            try:
+                if item is None:
+                    return
+                writes, position = item
+                if self._write_error is not None or self.error is not None:
+                    continue  # dropped: the processing loop rewinds and replays it
+                try:
+                    self._store(writes)
+                except StoreError as exc:
+                    self._write_error = exc
+                    continue
+                except Exception as exc:  # a bug: stop, keep the log, say so loudly
+                    log.exception("store writer stopped")
+                    self.error = exc
+                    self._wake()
+                    continue
+                self._stored(position)
+            finally:
+                self._writes.task_done()
 
     def _process_records(
         self, records: list[tuple[Topic, dict]], produced: list[Emit] | None = None
-    ) -> None:
+    ) -> list[_Write]:
+        """Run a batch through dedup and the processors; the store writes it calls for."""
         produced = produced if produced is not None else []
         inputs: dict[Topic, list[dict]] = {}
         for topic, group in _runs(records):
@@ -371,19 +457,25 @@ class EmbeddedRuntime:
             inputs.setdefault(topic, []).extend(kept)
             if kept and topic != Topic.DEAD_LETTERS:
                 produced.extend(run_to_completion(self.processors, topic, kept))
-        for topic, group in inputs.items():
-            if group:
-                self.store.write(topic, group)
-        self._write(produced)
+        writes: list[_Write] = [(topic, group) for topic, group in inputs.items() if group]
+        writes.extend(self._outputs(produced))
+        return writes
 
-    def _write(self, produced: list[Emit]) -> None:
+    def _outputs(self, produced: list[Emit]) -> list[_Write]:
+        """Processor outputs grouped per topic (counted), without the unstored topics."""
         by_topic: dict[Topic, list[dict]] = {}
         for topic, rec in produced:
             by_topic.setdefault(topic, []).append(rec)
+        writes: list[_Write] = []
         for topic, records in by_topic.items():
             self.counters[f"out:{topic.value}"] += len(records)
             if topic == Topic.RETRAIN_REQUESTS:
                 continue  # no table: the training worker consumes them (Kafka runtime) — kept in stats
+            writes.append((topic, records))
+        return writes
+
+    def _store(self, writes: list[_Write]) -> None:
+        for topic, records in writes:
             self.store.write(topic, records)
 
     def _rewind(self) -> None:
@@ -392,7 +484,7 @@ class EmbeddedRuntime:
             self.processors = build_processors(self.config)
             self.dedup = Deduplicator()
             self.counters = Counter()
-            self.position = 0
+            self.position = self._cursor = 0
             self._restore()
         log.warning("rewound to log position %d after a store failure", self.position)
 
@@ -410,7 +502,7 @@ class EmbeddedRuntime:
             self.processors[name].restore(data)
         self.dedup = Deduplicator.from_state(state["dedup"])
         self.counters = Counter(state["counters"])
-        self.position = int(state["position"])
+        self.position = self._cursor = int(state["position"])
         log.info("restored checkpoint at log position %d", self.position)
 
 

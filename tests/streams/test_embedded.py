@@ -236,3 +236,57 @@ def test_a_failed_store_write_rewinds_instead_of_counting_twice(
         rt.stop()
     finally:
         chdb_client.command(f"DROP DATABASE IF EXISTS {ref_db} SYNC")
+
+
+def test_the_writer_thread_failing_rewinds_and_the_result_is_exact(
+    tmp_path, chdb_client, ch_database
+) -> None:
+    """Started runtime (processing thread + store-writer thread): a write fails once in the
+    writer (fault injected around the real chDB store) while later batches are already
+    processed and queued. The runtime goes back to its checkpoint, replays, and the stored
+    result equals a run without the failure; positions waited for are really stored."""
+    from streams.store import StoreError
+
+    events = predictions(4, 150, drift_from=2, seed=6)
+    ops = operations(events, labels_for(events, every=2))
+    ref_db = ch_database + "_ref"
+    ref_store = ClickHouseStore(chdb_client, database=ref_db)
+    ref_store.migrate()
+
+    class FailsOnce(ClickHouseStore):
+        calls = 0
+
+        def write(self, topic, records):  # type: ignore[override]
+            FailsOnce.calls += 1
+            if FailsOnce.calls == 12:
+                raise StoreError("ClickHouse went away (injected)")
+            return super().write(topic, records)
+
+    try:
+        ref = make_runtime(tmp_path / "ref", ref_store)
+        ref.submit(Topic.MODEL_EVENTS, [model_event()])
+        feed(ref, ops)
+        ref.drain()
+        expected = snapshot_tables(chdb_client, ref_db)
+        ref.stop()
+
+        store = FailsOnce(chdb_client, database=ch_database)
+        store.migrate()
+        rt = make_runtime(tmp_path / "run", store, checkpoint_interval_seconds=3600)
+        rt.start()
+        rt.submit(Topic.MODEL_EVENTS, [model_event()])
+        position = 0
+        for topic, records in ops[:4]:
+            position = rt.submit(topic, records).position
+        assert rt.wait_for(position, timeout=60)
+        rt._writes.join()
+        rt.checkpoint()
+        for topic, records in ops[4:]:
+            position = rt.submit(topic, records).position
+        assert rt.wait_for(position, timeout=120)
+        assert FailsOnce.calls > 12
+        assert rt.stats()["position"] == rt.log.end
+        assert snapshot_tables(chdb_client, ch_database) == expected
+        rt.stop()
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS {ref_db} SYNC")
