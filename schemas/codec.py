@@ -245,17 +245,25 @@ class _Native:
     encode: Callable[[bytes, Any], bytes | None]
     decode: Callable[[bytes, int], dict[str, Any] | None]
     decode_many: Callable[[list[bytes], int], list[dict[str, Any] | None]]
+    encode_many: Callable[[bytes, list[Any]], list[bytes | None]]
 
 
-# Schema name → (fingerprint, encode, decode, batch decode) attributes of driftline_native,
-# and the optional fields whose default (null) the native encoder writes when absent.
-_NATIVE_API: Final[dict[str, tuple[tuple[str, str, str, str], tuple[str, ...]]]] = {
+# Schema name → (fingerprint, encode, decode, batch decode, batch encode) attributes of
+# driftline_native, and the optional fields whose default (null) the native encoder writes
+# when absent.
+_NATIVE_API: Final[dict[str, tuple[tuple[str, str, str, str, str], tuple[str, ...]]]] = {
     "prediction": (
-        ("PREDICTION_FINGERPRINT", "encode_prediction", "decode_prediction", "decode_predictions"),
+        (
+            "PREDICTION_FINGERPRINT",
+            "encode_prediction",
+            "decode_prediction",
+            "decode_predictions",
+            "encode_predictions",
+        ),
         ("scores", "segment"),
     ),
     "label": (
-        ("LABEL_FINGERPRINT", "encode_label", "decode_label", "decode_labels"),
+        ("LABEL_FINGERPRINT", "encode_label", "decode_label", "decode_labels", "encode_labels"),
         ("model_version",),
     ),
 }
@@ -272,16 +280,14 @@ def _native_codecs(current: Mapping[str, _SchemaVersion]) -> dict[str, _Native]:
     if module is None:
         return {}
     out: dict[str, _Native] = {}
-    for name, ((fingerprint, encode, decode, decode_many), optional) in _NATIVE_API.items():
+    for name, ((fingerprint, *functions), optional) in _NATIVE_API.items():
         entry = current.get(name)
         if entry is None or entry.fingerprint != getattr(module, fingerprint, None):
             continue
         defaults = {f["name"]: f.get("default", ...) for f in entry.current_json["fields"]}
         if any(defaults.get(field, ...) is not None for field in optional):
             continue
-        out[name] = _Native(
-            getattr(module, encode), getattr(module, decode), getattr(module, decode_many)
-        )
+        out[name] = _Native(*(getattr(module, function) for function in functions))
     return out
 
 
@@ -439,6 +445,51 @@ class AvroCodec:
         if len(data) > limit:
             raise EncodeError(f"payload of {len(data)} bytes exceeds limit {limit}")
         return data
+
+    def encode_many(
+        self, schema_name: str, records: Iterable[Mapping[str, Any]]
+    ) -> list[bytes | EncodeError]:
+        """Encode a batch; each failure is returned in place instead of raised.
+
+        The same bytes and errors as :meth:`encode` per record, in one native call for the
+        schemas the extension implements (the rest, and every record outside its common
+        shape, take :meth:`encode`).
+
+        Parameters
+        ----------
+        schema_name
+            Name of a current schema.
+        records
+            Records shaped like the schema.
+
+        Returns
+        -------
+        list
+            For each record, its encoded bytes or the :class:`EncodeError`.
+
+        Raises
+        ------
+        EncodeError
+            Unknown schema (nothing of the batch is encoded).
+        """
+        entry = self._entry(schema_name, EncodeError)
+        batch = records if type(records) is list else list(records)
+        native = self._native.get(schema_name)
+        encoded: list[bytes | None] = (
+            native.encode_many(entry.header, batch) if native is not None else [None] * len(batch)
+        )
+        limit = self.limit(schema_name)
+        out: list[bytes | EncodeError] = []
+        append = out.append
+        for record, data in zip(batch, encoded, strict=True):
+            if data is None or len(data) > limit:
+                try:
+                    data = self.encode(schema_name, record)
+                except EncodeError as exc:
+                    append(exc)
+                    continue
+            append(data)
+        return out
 
     def decode(self, data: Payload) -> tuple[str, dict[str, Any]]:
         """Decode one payload of any known schema.

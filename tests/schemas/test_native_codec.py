@@ -776,3 +776,25 @@ def test_rowbinary_insert_equals_python_insert(chdb_client: Any, ch_database: st
         assert len(expected) == len(records)
         assert strict(actual) == strict(expected)
         assert sorted(row[-1] for row in actual) == sorted(r["timestamp"] for r in records)
+
+
+@pytest.mark.parametrize("name", ["prediction", "label"])
+def test_encode_many_equals_encode_record_by_record(name: str) -> None:
+    """A batch mixing the common shape, records outside it and invalid ones: each place
+    holds what ``encode`` returns or raises, on the native and the Python codec."""
+    base = PREDICTION if name == "prediction" else LABEL
+    records: list[Any] = [base, *_refused(name), {**base, "prediction_id": "p-2"}, None]
+    small = AvroCodec(schema_limits={name: 24})  # the native bytes of base are too big
+    for codec in (NAT, PY, small):
+        many = codec.encode_many(name, records)
+        assert len(many) == len(records)
+        for record, got in zip(records, many, strict=True):
+            expected = outcome(codec.encode, name, record)
+            if isinstance(got, EncodeError):
+                assert expected == ("EncodeError", str(got)), record
+            else:
+                assert expected == ("ok", strict(got)), record
+    assert any(isinstance(x, EncodeError) for x in NAT.encode_many(name, records))
+    assert all(isinstance(x, EncodeError) for x in small.encode_many(name, [base]))
+    with pytest.raises(EncodeError, match="unknown schema"):
+        NAT.encode_many("nope", [base])
