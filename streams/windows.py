@@ -144,6 +144,11 @@ class DriftWindowProcessor:
     # -- predictions ----------------------------------------------------------------------
 
     def _predictions(self, records: list[dict]) -> list[Emit]:
+        if self.segment_by is None and records:
+            key = _one_model(records)
+            if key is not None and key in self._profiles:
+                # The common batch: one model version, every record well-typed.
+                return self._ingest((key[0], key[1], None), records)
         out: list[Emit] = []
         groups: dict[ModelKey, list[dict]] = {}
         for rec in records:
@@ -334,6 +339,25 @@ class DriftWindowProcessor:
             )
 
 
+def _one_model(records: list[dict]) -> tuple[str, str] | None:
+    """(model, version) when every record is a well-typed prediction of that one model
+    version (exact types, as decoded), else None: then each record is checked on its own."""
+    first = records[0]
+    model, version = first.get("model_name"), first.get("model_version")
+    for rec in records:
+        if (
+            rec.get("model_name") != model
+            or rec.get("model_version") != version
+            or type(rec.get("timestamp")) is not int
+            or type(rec.get("features")) is not dict
+            or type(rec.get("prediction_id")) is not str
+        ):
+            return None
+    if type(model) is not str or type(version) is not str:
+        return None
+    return model, version
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         return f"missing field {exc.args[0]!r}"
@@ -402,6 +426,9 @@ def _numeric(values: list[Any], name: str, bad: dict[int, str]) -> np.ndarray:
 
 def _categorical(values: list[Any]) -> np.ndarray:
     col = np.empty(len(values), dtype=object)
+    if all(type(v) is str for v in values):  # the common case, kept as it is
+        col[:] = values
+        return col
     for i, v in enumerate(values):
         if v is None or (isinstance(v, float) and v != v):
             col[i] = None
