@@ -25,6 +25,7 @@ import numpy as np
 from detectors.accumulator import WindowAccumulator
 from detectors.drift import DatasetDrift, DriftConfig, evaluate_window
 from detectors.profile import CategoricalProfile, ReferenceProfile
+from schemas.native import driftline_native
 from schemas.topics import DATASET_FEATURE, PREDICTION_FEATURE, Topic
 from streams.processor import Emit, invalid, stable_id
 
@@ -34,13 +35,26 @@ _SNAPSHOT_VERSION = 1
 
 
 def event_keys(ids: Iterable[str]) -> np.ndarray:
-    """Stable 64-bit keys per event id (bottom-k reservoirs merge exactly on them)."""
+    """Stable 64-bit keys per event id (bottom-k reservoirs merge exactly on them):
+    BLAKE2b-64 of the id's UTF-8, little-endian (one native call per batch when the
+    extension is installed; the same numbers either way).
+
+    >>> event_keys(["p-1"]).tolist() == [
+    ...     int.from_bytes(hashlib.blake2b(b"p-1", digest_size=8).digest(), "little")]
+    True
+    """
+    batch = ids if type(ids) is list else list(ids)
+    if driftline_native is not None:
+        data = driftline_native.blake2b_concat(batch, 8)
+        if data is not None:
+            return np.frombuffer(data, dtype="<u8").astype(np.uint64)
     return np.fromiter(
         (
             int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little")
-            for i in ids
+            for i in batch
         ),
         dtype=np.uint64,
+        count=len(batch),
     )
 
 
@@ -211,7 +225,7 @@ class DriftWindowProcessor:
             state.late_total += int(late.sum())
             ok &= ~late
         if ok.any():
-            keys = event_keys(r["prediction_id"] for r in recs)
+            keys = event_keys([r["prediction_id"] for r in recs])
             for start in np.unique(starts[ok]).tolist():
                 sel = ok & (starts == start)
                 acc = state.open.get(start)

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 
 mod avro;
+mod hashing;
 mod rowbinary;
 mod strings;
 mod wire;
@@ -260,6 +261,29 @@ fn rowbinary_labels<'py>(
     bytes_or_none(py, guard(|| rowbinary::labels(py, records)))
 }
 
+/// `blake2b(id.encode(), digest_size=size).digest()` of each id, concatenated (`size`
+/// bytes per id; 8-byte digests read as little-endian uint64 are the windows' event keys);
+/// None if an id is not an exact `str` or `size` is outside 1..=64.
+#[pyfunction]
+fn blake2b_concat<'py>(
+    py: Python<'py>,
+    ids: &Bound<'py, PyList>,
+    size: usize,
+) -> Option<Bound<'py, PyBytes>> {
+    bytes_or_none(py, guard(|| hashing::digests(ids, size)))
+}
+
+/// `blake2b(id.encode(), digest_size=size).digest()` of each id, one `bytes` per id
+/// (the duplicate filter's keys); None as for `blake2b_concat`.
+#[pyfunction]
+fn blake2b_each<'py>(
+    py: Python<'py>,
+    ids: &Bound<'py, PyList>,
+    size: usize,
+) -> Option<Bound<'py, PyList>> {
+    guard(|| hashing::digest_list(py, ids, size))
+}
+
 #[pymodule]
 fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -273,6 +297,8 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_labels, m)?)?;
     m.add_function(wrap_pyfunction!(rowbinary_predictions, m)?)?;
     m.add_function(wrap_pyfunction!(rowbinary_labels, m)?)?;
+    m.add_function(wrap_pyfunction!(blake2b_concat, m)?)?;
+    m.add_function(wrap_pyfunction!(blake2b_each, m)?)?;
     // The schemas this build implements: CRC-64-AVRO fingerprints (little-endian, as on
     // the wire) of their Parsing Canonical Form. The codec uses the native path for a
     // schema only when its own fingerprint is this one.

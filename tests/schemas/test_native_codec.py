@@ -798,3 +798,48 @@ def test_encode_many_equals_encode_record_by_record(name: str) -> None:
     assert all(isinstance(x, EncodeError) for x in small.encode_many(name, [base]))
     with pytest.raises(EncodeError, match="unknown schema"):
         NAT.encode_many("nope", [base])
+
+
+@FAST
+@given(st.lists(st.text(), max_size=30), st.integers(1, 64))
+def test_blake2b_batches_equal_hashlib(ids: list[str], size: int) -> None:
+    """The id digests of the duplicate filter and the windows' event keys."""
+    import hashlib
+
+    expected = []
+    for i in ids:
+        try:
+            expected.append(hashlib.blake2b(i.encode(), digest_size=size).digest())
+        except UnicodeEncodeError:  # lone surrogates: the native side declines the batch
+            assert driftline_native.blake2b_each(ids, size) is None
+            assert driftline_native.blake2b_concat(ids, size) is None
+            return
+    assert driftline_native.blake2b_each(ids, size) == expected
+    assert driftline_native.blake2b_concat(ids, size) == b"".join(expected)
+
+
+def test_blake2b_batches_decline_what_they_cannot_hash() -> None:
+    for ids, size in ((["a", 1], 8), (["a", Text("b")], 8), (["a"], 0), (["a"], 65)):
+        assert driftline_native.blake2b_each(ids, size) is None
+        assert driftline_native.blake2b_concat(ids, size) is None
+
+
+def test_event_keys_and_dedup_digests_are_the_python_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import numpy as np
+
+    import streams.dedup
+    import streams.windows
+
+    ids = [f"p-{i}-é" for i in range(500)]
+    native_keys = streams.windows.event_keys(ids)
+    python_keys = [
+        int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") for i in ids
+    ]
+    assert native_keys.dtype == np.uint64 and native_keys.tolist() == python_keys
+    native_digests = streams.dedup._digests(ids)
+    monkeypatch.setattr(streams.windows, "driftline_native", None)
+    monkeypatch.setattr(streams.dedup, "driftline_native", None)
+    assert streams.windows.event_keys(ids).tolist() == python_keys
+    assert streams.dedup._digests(ids) == native_digests == [streams.dedup._digest(i) for i in ids]
