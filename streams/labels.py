@@ -53,13 +53,20 @@ class _Window:
             self.sq_error += err * err
             return abs(err)
         p, y = _class(pred), _class(label)
-        hit = p == y
-        self.correct += hit
-        self.classes.setdefault(p, [0, 0, 0])[1] += 1
-        self.classes.setdefault(y, [0, 0, 0])[2] += 1
-        if hit:
-            self.classes[y][0] += 1
-        return 0.0 if hit else 1.0
+        classes = self.classes
+        predicted = classes.get(p)
+        if predicted is None:
+            predicted = classes[p] = [0, 0, 0]
+        predicted[1] += 1
+        actual = classes.get(y)
+        if actual is None:
+            actual = classes[y] = [0, 0, 0]
+        actual[2] += 1
+        if p == y:
+            self.correct += 1
+            actual[0] += 1
+            return 0.0
+        return 1.0
 
     def metrics(self, task: Task, positive: str | None) -> dict[str, float]:
         if self.n == 0:
@@ -192,6 +199,8 @@ class LabelJoinProcessor:
         return out
 
     def _on_predictions(self, records: list[dict]) -> list[Emit]:
+        if not self._labels and self._remember_all(records):
+            return []
         out: list[Emit] = []
         for rec in records:
             try:
@@ -216,6 +225,36 @@ class LabelJoinProcessor:
                 self._predictions[pid] = (model, version, ts, pred)
                 self._predictions.move_to_end(pid)
         return out
+
+    def _remember_all(self, records: list[dict]) -> bool:
+        """The common batch — no label waiting, every record well-typed — in one pass.
+
+        The same end state as the loop of :meth:`_on_predictions` (which only differs when a
+        label waits for one of the ids, or a record is invalid); False, with nothing changed,
+        for any other batch.
+        """
+        try:
+            items = [
+                (
+                    r["prediction_id"],
+                    r["model_name"],
+                    r["model_version"],
+                    r["timestamp"],
+                    r["prediction"],
+                )
+                for r in records
+            ]
+        except (KeyError, TypeError):
+            return False
+        if not items or not all(type(i[3]) is int and type(i[0]) is str for i in items):
+            return False
+        pending = self._predictions
+        for pid, model, version, ts, pred in items:
+            if pid in pending:
+                pending.move_to_end(pid)
+            pending[pid] = (model, version, ts, pred)
+        self._see(max(item[3] for item in items))
+        return True
 
     def _on_labels(self, records: list[dict]) -> list[Emit]:
         out: list[Emit] = []
@@ -278,13 +317,23 @@ class LabelJoinProcessor:
             self.counters["late_labels"] += 1
             loss = _loss(state.task, prediction, label)
         else:
-            loss = state.windows.setdefault(start, _Window()).add(state.task, prediction, label)
+            window = state.windows.get(start)
+            if window is None:
+                window = state.windows[start] = _Window()
+            loss = window.add(state.task, prediction, label)
         if state.detector.update(loss):
             self.counters["concept_drifts"] += 1
             out.append(self._detection(model, version, state, ts, loss))
         if state.max_label_ms is None or ts > state.max_label_ms:
             state.max_label_ms = ts
-            out.extend(self._advance(key, state))
+            # Every open window starts at or after closed_until_ms (earlier ones are late),
+            # so there is something to close only once the watermark's window boundary moves.
+            watermark = ts - self.allowed_lateness_ms
+            if (
+                state.closed_until_ms is None
+                or watermark - watermark % self.window_ms > state.closed_until_ms
+            ):
+                out.extend(self._advance(key, state))
         return out
 
     def _detection(
