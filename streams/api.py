@@ -76,6 +76,8 @@ key                 value                                 exported as
 ``windows_closed``  ``n`` windows closed                  ``driftline_windows_closed_total``
 ``alerts_open``     ``n`` alerts open now                 ``driftline_alerts_open``
 ``dead_letters``    ``n`` dead letters written            ``driftline_dead_letters_total``
+``lag_bytes``       input log bytes not yet processed     ``driftline_log_lag_bytes``
+                    and stored
 ==================  ====================================  =================================
 
 The app adds its own measurements: ``driftline_ingest_latency_seconds{topic}`` (time to
@@ -827,6 +829,11 @@ class _RuntimeCollector(Collector):
                 "driftline_dead_letters",
                 "Dead letters written by the runtime.",
                 value=_number(stats.get("dead_letters")),
+            ),
+            GaugeMetricFamily(
+                "driftline_log_lag_bytes",
+                "Bytes of the input log not yet processed and stored (0: caught up).",
+                value=_number(stats.get("lag_bytes")),
             ),
         ]
 

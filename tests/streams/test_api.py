@@ -107,6 +107,7 @@ class FakeRuntime:
             "windows_closed": 7,
             "alerts_open": 2,
             "dead_letters": self.dead_letters,
+            "lag_bytes": 4096,
         }
 
     def _dead_letter(self, letters: list[dict[str, Any]]) -> None:
@@ -255,6 +256,7 @@ def test_metrics_exports_runtime_stats_and_ingest_latency(client: TestClient) ->
     assert "driftline_windows_closed_total 7.0" in text
     assert "driftline_alerts_open 2.0" in text
     assert "driftline_dead_letters_total 0.0" in text
+    assert "driftline_log_lag_bytes 4096.0" in text
     assert 'driftline_ingest_latency_seconds_count{topic="driftline.predictions"} 1.0' in text
     assert (
         'driftline_ingest_events_total{outcome="accepted",topic="driftline.predictions"} 1.0'
@@ -273,6 +275,7 @@ def test_metrics_treat_missing_or_bad_stats_as_zero(store: ClickHouseStore) -> N
     assert "driftline_windows_closed_total 0.0" in text
     assert "driftline_alerts_open 0.0" in text
     assert "driftline_dead_letters_total 0.0" in text
+    assert "driftline_log_lag_bytes 0.0" in text
 
 
 def test_metrics_survive_a_failing_stats(store: ClickHouseStore) -> None:
