@@ -9,7 +9,9 @@ the same Avro payloads — never as a pass/fail:
   (decode, dedup, windows, label join, ADWIN, alerts) + store writes (raw events and
   aggregates, ClickHouse engine in-process through chDB), until everything is stored;
 - ``SDK over HTTP``: ``driftline.Publisher`` → ``driftline serve``'s API (uvicorn, loopback)
-  → the same runtime;
+  → the same runtime, twice: with ``driftline serve`` as its own process (as deployed: the
+  SDK runs in the prediction service), timed until its ``/metrics`` show every event
+  processed and stored; and with client and server in this one process (sharing its GIL);
 - resident memory (RSS) sampled along the runtime run: state is O(bins + reservoir +
   join horizon), so it must level off, not grow with the events.
 
@@ -190,6 +192,91 @@ def bench_http(preds: list[dict], labels: list[dict], t0: int, data_dir: Path, b
     return len(preds) / elapsed
 
 
+def bench_http_process(
+    preds: list[dict], labels: list[dict], t0: int, data_dir: Path, batch: int
+) -> float:
+    """SDK in this process → ``driftline serve`` in its own process → its store."""
+    import os
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from driftline import Publisher
+    from driftline.publisher import send_record
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DRIFTLINE_DATA_DIR": str(data_dir),
+        "DRIFTLINE_CHECKPOINT_INTERVAL_SECONDS": "5",
+    }
+    driftline = str(Path(sys.executable).with_name("driftline"))
+    server = subprocess.Popen(
+        [driftline, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(url + path, timeout=10) as response:
+            return response.read().decode()
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                get("/healthz")
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "driftline serve did not start: " + server.stderr.read().decode()[-2000:]
+                    ) from None
+                time.sleep(0.2)
+        import json
+
+        request = urllib.request.Request(
+            url + "/v1/model-events",
+            data=json.dumps({k: v for k, v in model_event(t0).items() if k != "event_id"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=60).read()
+        pub = Publisher(url, batch_size=batch)
+        t = time.perf_counter()
+        for topic, records in interleave(preds, labels, batch):
+            kind = "predictions" if topic == Topic.PREDICTIONS else "labels"
+            for r in records:
+                send_record(pub, kind, r)
+        pub.flush(wait=True)
+        target = f'driftline_events_in_total{{topic="driftline.predictions"}} {float(len(preds))}'
+        while True:
+            text = get("/metrics")
+            lag = re.search(r"^driftline_log_lag_bytes (\S+)$", text, re.MULTILINE)
+            if target in text and lag is not None and float(lag.group(1)) == 0.0:
+                break
+            if server.poll() is not None:
+                raise RuntimeError(
+                    "driftline serve exited: " + server.stderr.read().decode()[-2000:]
+                )
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - t
+        pub.close()
+        return len(preds) / elapsed
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -224,10 +311,17 @@ def main() -> None:
             print(f"RSS growth over the second half of the run: {grow:+.0f} MiB")
         if args.http_events:
             hp, hl = make_events(args.http_events, t0, seed=2)
+            prate = bench_http_process(hp, hl, t0, tmp / "serve", args.batch)
+            print(
+                f"SDK -> HTTP API (driftline serve, own process) -> runtime -> store: "
+                f"{prate:,.0f} events/s = {prate / ceiling:.1%} of the ceiling, "
+                f"{prate / rate:.2f}x the in-process runtime"
+            )
             hrate = bench_http(hp, hl, t0, tmp / "http", args.batch)
             print(
-                f"SDK -> HTTP API -> runtime -> store: {hrate:,.0f} events/s "
-                f"= {hrate / ceiling:.1%} of the ceiling, {hrate / rate:.2f}x the in-process runtime"
+                f"SDK -> HTTP API -> runtime -> store, client and server in one process: "
+                f"{hrate:,.0f} events/s = {hrate / ceiling:.1%} of the ceiling, "
+                f"{hrate / rate:.2f}x the in-process runtime"
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
