@@ -10,9 +10,13 @@
         pub.label(pid, "churn", label=1.0)       # hours later, from another process even
 
 Events are buffered and sent in batches (``batch_size`` events, or ``flush()``),
-with retries and exponential back-off on connection errors, 429 and 5xx. An event
-the server rejects (422: it names the field and reason) is *not* retried: it is
-reported in the ``PublishReport`` and the server has dead-lettered it.
+with retries and exponential back-off on connection errors, 429 and 5xx. A full batch
+is sent by a background thread while the caller goes on (one request in flight, in
+order); a batch that finally fails raises :class:`PublishError` from the next call that
+sends (``predict``, ``label`` or ``flush``), and its events go back into the buffer.
+``flush()`` returns once everything buffered has been answered. An event the server
+rejects (422: it names the field and reason) is *not* retried: it is reported in the
+``PublishReport`` and the server has dead-lettered it.
 
 Retrying a batch whose first attempt did reach the server is safe: the runtime
 drops repeated ``prediction_id`` s (as dead letters), so nothing is counted twice.
@@ -25,6 +29,7 @@ import math
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -82,6 +87,9 @@ class Publisher:
         Per-request timeout in seconds.
     transport
         An ``httpx`` transport (tests pass an ASGI transport to call an app in-process).
+    background
+        Send full batches from a background thread (default), so building the next batch
+        overlaps the request; False sends in the calling thread.
     """
 
     def __init__(
@@ -94,6 +102,7 @@ class Publisher:
         backoff: float = 0.2,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        background: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -106,6 +115,11 @@ class Publisher:
         self.backoff = backoff
         self._buffers: dict[str, list[dict[str, Any]]] = {"predictions": [], "labels": []}
         self.report = PublishReport()
+        self._sender = (
+            ThreadPoolExecutor(1, thread_name_prefix="driftline-publisher") if background else None
+        )
+        # the request in flight: (kind, its events, its answer)
+        self._in_flight: tuple[str, list[dict[str, Any]], Future[httpx.Response]] | None = None
 
     # -- events ---------------------------------------------------------------------------
 
@@ -169,19 +183,46 @@ class Publisher:
     # -- sending --------------------------------------------------------------------------
 
     def flush(self, *, wait: bool = False) -> PublishReport:
-        """Send everything buffered (predictions first, so labels find them); with ``wait``,
-        return once the server has processed it."""
+        """Send everything buffered (predictions first, so labels find them) and return once
+        the server has answered; with ``wait``, once it has also processed it."""
         self._send("predictions", wait=wait)
         self._send("labels", wait=wait)
+        self._settle()
         return self.report
 
     def _send(self, kind: str, *, wait: bool = False) -> None:
-        events = self._buffers[kind]
-        if not events:
+        if not self._buffers[kind]:
             return
+        self._settle()  # one request in flight, in order; raises the last one's failure
+        events = self._buffers[kind]
         self._buffers[kind] = []
         params = {"wait": "true"} if wait else None
         body = _encode({"events": events})  # once, not per attempt
+        if self._sender is None or wait:
+            try:
+                response = self._post(kind, body, params)
+            except PublishError:
+                self._buffers[kind] = events + self._buffers[kind]  # keep them for a later flush
+                raise
+            self._record(response)
+            return
+        self._in_flight = (kind, events, self._sender.submit(self._post, kind, body, params))
+
+    def _settle(self) -> None:
+        """Wait for the request in flight; record its answer or raise its failure."""
+        if self._in_flight is None:
+            return
+        kind, events, answer = self._in_flight
+        self._in_flight = None
+        try:
+            response = answer.result()
+        except PublishError:
+            self._buffers[kind] = events + self._buffers[kind]  # keep them for a later flush
+            raise
+        self._record(response)
+
+    def _post(self, kind: str, body: bytes, params: dict[str, str] | None) -> httpx.Response:
+        """POST one batch, retrying; the answer (200, 202 or 422) or PublishError."""
         delay = self.backoff
         for attempt in range(self.max_retries + 1):
             try:
@@ -192,19 +233,18 @@ class Publisher:
                 failure = f"cannot reach {self._client.base_url}: {exc}"
             else:
                 if resp.status_code in (200, 202, 422):
-                    self._record(resp)
-                    return
+                    return resp
                 if resp.status_code not in (429, 500, 502, 503, 504):
                     raise PublishError(
                         f"POST /v1/{kind} answered {resp.status_code}: {_detail(resp)}"
                     )
                 failure = f"POST /v1/{kind} answered {resp.status_code}: {_detail(resp)}"
             if attempt == self.max_retries:
-                self._buffers[kind] = events + self._buffers[kind]  # keep them for a later flush
                 raise PublishError(f"{failure} (gave up after {attempt + 1} attempts)")
             self.report.retries += 1
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _record(self, resp: httpx.Response) -> None:
         self.report.requests += 1
@@ -222,6 +262,8 @@ class Publisher:
         try:
             self.flush()
         finally:
+            if self._sender is not None:
+                self._sender.shutdown(wait=True)
             self._client.close()
 
     def __enter__(self) -> Publisher:

@@ -102,6 +102,7 @@ def test_retries_with_backoff_on_503_then_succeeds() -> None:
         pub = Publisher(f"http://127.0.0.1:{server.server_port}", batch_size=5, backoff=0.01)
         for i in range(5):
             pub.predict("m", "1", {"x": i}, prediction=1.0)
+        pub.flush()  # the full batch went out from the background sender
         assert pub.report.accepted == 5 and pub.report.retries == 2
         assert _Flaky.calls == [5, 5, 5]
     finally:
@@ -133,3 +134,48 @@ def test_send_record_takes_predictions_or_labels_only() -> None:
     assert pub._buffers["labels"][0]["label"] == "1" and pub._buffers["labels"][0]["timestamp"] == 5
     with pytest.raises(ValueError, match="kind must be 'predictions' or 'labels'"):
         send_record(pub, "alerts", {})
+
+
+class _RefusesFirst(BaseHTTPRequestHandler):
+    """A real HTTP server that refuses the first request (400: not retried), then accepts."""
+
+    batches: ClassVar[list[list[str]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        events = json.loads(self.rfile.read(length))["events"]
+        self.batches.append([e["prediction_id"] for e in events])
+        first = len(self.batches) == 1
+        body = json.dumps(
+            {"detail": "no"} if first else {"accepted": len(events), "rejected": [], "position": 1}
+        ).encode()
+        self.send_response(400 if first else 202)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_background_failure_surfaces_at_the_next_send_and_loses_nothing() -> None:
+    _RefusesFirst.batches = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusesFirst)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pub = Publisher(f"http://127.0.0.1:{server.server_port}", batch_size=5)
+        for i in range(9):  # the first 5 go out in the background and are refused
+            pub.predict("m", "1", {"x": i}, prediction=1.0, prediction_id=f"p{i}")
+        with pytest.raises(PublishError, match="answered 400: no"):
+            pub.predict("m", "1", {"x": 9}, prediction=1.0, prediction_id="p9")
+        # the refused batch is back in front of the buffer, in order; nothing was sent twice
+        assert [e["prediction_id"] for e in pub._buffers["predictions"]] == [
+            f"p{i}" for i in range(10)
+        ]
+        report = pub.flush()
+        pub.close()
+        assert report.accepted == 10
+        assert _RefusesFirst.batches == [[f"p{i}" for i in range(5)], [f"p{i}" for i in range(10)]]
+    finally:
+        server.shutdown()
