@@ -83,6 +83,7 @@ from detectors.columns import (
 from detectors.evidently import evidently_binned, fill_empty_bins
 from detectors.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from detectors.stats import (
+    KS_METHODS,
     chi2,
     cramers_v,
     jensenshannon,
@@ -177,6 +178,10 @@ class DriftConfig:
         computed and reported in :attr:`FeatureDrift.metrics`; ``"test"``: only
         the statistic(s) the verdict needs — one test per column, as Evidently
         computes it. The verdicts are the same either way.
+    ks_method
+        The KS p-value: ``"auto"`` (scipy's default: exact up to 10 000 values per
+        side) or ``"asymp"`` (Smirnov's asymptotic distribution; see
+        :func:`detectors.stats.ks`).
 
     """
 
@@ -186,6 +191,7 @@ class DriftConfig:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     drift_share: float = 0.5
     metrics: str = "all"
+    ks_method: str = "auto"
 
     def __post_init__(self) -> None:
         if self.test not in TESTS:
@@ -196,6 +202,10 @@ class DriftConfig:
             )
         if self.metrics not in ("all", "test"):
             raise ValueError(f"metrics must be 'all' or 'test', got {self.metrics!r}")
+        if self.ks_method not in KS_METHODS:
+            raise ValueError(
+                f"unknown ks_method {self.ks_method!r}; choose one of {', '.join(KS_METHODS)}"
+            )
         if self.bins < 1:
             raise ValueError(f"bins must be >= 1, got {self.bins}")
         if not 0.0 < self.drift_share <= 1.0:
@@ -462,16 +472,19 @@ def _numeric_metrics(
     ref_std: float,
     psi_value: float | None = None,
     only: str | None = None,
+    ks_method: str = "auto",
 ) -> Metrics:
     """Every numeric statistic, or with ``only`` just that one."""
     out: Metrics = {}
     if only in (None, "psi"):
         out["psi"] = (psi(ref_props, cur_props) if psi_value is None else psi_value, None)
     if only is None:
-        ks_result, wasserstein_value = ks_and_wasserstein(ref_sample, cur_sample, ref_std)
+        ks_result, wasserstein_value = ks_and_wasserstein(
+            ref_sample, cur_sample, ref_std, method=ks_method
+        )
         out["ks"] = (ks_result.statistic, ks_result.pvalue)
     elif only == "ks":
-        ks_result = ks(ref_sample, cur_sample)
+        ks_result = ks(ref_sample, cur_sample, method=ks_method)
         out["ks"] = (ks_result.statistic, ks_result.pvalue)
     if only in (None, "jensenshannon"):
         out["jensenshannon"] = (jensenshannon(ref_props, cur_props), None)
@@ -527,6 +540,7 @@ def _window_feature(
                 acc.sample(name),
                 fp.std,
                 only=_only(config, "numeric"),
+                ks_method=config.ks_method,
             )
         kind: Kind = "numeric"
     else:
@@ -703,7 +717,14 @@ def _evidently_feature(
             r, c = evidently_binned(ref_x, cur_x, "numeric", fill_zeros=False, column=name)
             psi_value = psi(fill_empty_bins(r), fill_empty_bins(c), eps=0.0)
             metrics = _numeric_metrics(
-                r, c, ref_x, cur_x, float(np.std(ref_x)), psi_value, only=_only(config, "numeric")
+                r,
+                c,
+                ref_x,
+                cur_x,
+                float(np.std(ref_x)),
+                psi_value,
+                only=_only(config, "numeric"),
+                ks_method=config.ks_method,
             )
     else:
         ref_counts, _ = category_counts(name, reference)

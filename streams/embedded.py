@@ -67,7 +67,11 @@ def processor_config(settings: Any) -> ProcessorConfig:
     return ProcessorConfig(
         window_ms=settings.window_seconds * 1000,
         allowed_lateness_ms=settings.allowed_lateness_seconds * 1000,
-        drift=DriftConfig(test=settings.drift_test, drift_share=settings.drift_share),
+        drift=DriftConfig(
+            test=settings.drift_test,
+            drift_share=settings.drift_share,
+            ks_method=settings.drift_ks_method,
+        ),
         label_ttl_ms=settings.label_ttl_seconds * 1000,
         concept_detector=settings.concept_detector,
         alert_cooldown_ms=settings.alert_cooldown_seconds * 1000,

@@ -357,3 +357,24 @@ def test_metrics_test_computes_only_the_deciding_statistic_with_the_same_verdict
 def test_metrics_option_is_validated() -> None:
     with pytest.raises(ValueError, match="metrics must be 'all' or 'test'"):
         DriftConfig(metrics="some")
+
+
+def test_ks_method_asymp_gives_scipys_asymptotic_pvalue_in_windows() -> None:
+    import scipy.stats
+
+    profile = ReferenceProfile.from_columns(REFERENCE, sample_size=2_000)
+    acc = _stream(profile, DRIFTED, reservoir=1_000, batch=500)
+    auto = evaluate_window(profile, acc)
+    asymp = evaluate_window(profile, acc, DriftConfig(ks_method="asymp"))
+    ref_sample = profile.features["age"].sample
+    cur_sample = acc.sample("age")
+    expected = scipy.stats.ks_2samp(ref_sample, cur_sample, method="asymp")
+    exact = scipy.stats.ks_2samp(ref_sample, cur_sample)
+    d, p = asymp.column("age").metrics["ks"]
+    assert d == pytest.approx(float(expected.statistic), rel=1e-12, abs=1e-12)
+    assert p == pytest.approx(float(expected.pvalue), rel=1e-9, abs=1e-300)
+    assert auto.column("age").metrics["ks"][1] == pytest.approx(float(exact.pvalue), rel=1e-9)
+    # the verdicts rest on PSI (numeric) / Jensen-Shannon: the p-value method leaves them
+    assert [c.drift for c in asymp.columns] == [c.drift for c in auto.columns]
+    with pytest.raises(ValueError, match="unknown ks_method"):
+        DriftConfig(ks_method="exact")

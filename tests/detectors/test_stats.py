@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -110,6 +111,40 @@ def test_ks_equals_scipy_on_large_samples(n_ref: int, n_cur: int, shift: float) 
     expected = scipy.stats.ks_2samp(ref, cur)
     assert close(ks(ref, cur).statistic, float(expected.statistic))
     assert close(ks(ref, cur).pvalue, float(expected.pvalue))
+
+
+around_100 = arrays(np.float64, st.integers(90, 300), elements=finite)
+
+
+@given(st.one_of(samples, around_100), st.one_of(samples, around_100))
+@settings(max_examples=100, deadline=None)
+def test_ks_asymptotic_method_equals_scipy(ref: np.ndarray, cur: np.ndarray) -> None:
+    """scipy's asymptotic p-value from 100 values per side on, its default below."""
+    method = "asymp" if min(ref.size, cur.size) >= 100 else "auto"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful")
+        expected = scipy.stats.ks_2samp(ref, cur, method=method)
+    result = ks(ref, cur, method="asymp")
+    assert close(result.statistic, float(expected.statistic))
+    assert close(result.pvalue, float(expected.pvalue))
+    together, _ = ks_and_wasserstein(ref, cur, ref_std=1.0, method="asymp")
+    assert together == result
+
+
+@pytest.mark.parametrize(("n_ref", "n_cur", "shift"), [(5_000, 2_000, 0.05), (5_000, 2_000, 0.3)])
+def test_ks_asymptotic_method_on_window_sizes(n_ref: int, n_cur: int, shift: float) -> None:
+    """The streaming windows' sizes (profile sample vs reservoir): scipy's asymptotic p-value,
+    not the exact one (which differs, slightly)."""
+    rng = np.random.default_rng(13)
+    ref, cur = rng.normal(0, 1, n_ref), rng.normal(shift, 1, n_cur)
+    asymp = scipy.stats.ks_2samp(ref, cur, method="asymp")
+    exact = scipy.stats.ks_2samp(ref, cur)
+    result = ks(ref, cur, method="asymp")
+    assert close(result.pvalue, float(asymp.pvalue))
+    assert result.pvalue != float(exact.pvalue)
+    assert abs(result.pvalue - float(exact.pvalue)) < 2e-3
+    with pytest.raises(ValueError, match="unknown KS method 'exact'"):
+        ks(ref, cur, method="exact")
 
 
 def test_ks_pvalue_collapses_at_large_n_while_statistic_stays_small() -> None:

@@ -270,3 +270,14 @@ def test_masked_dict_hides_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     # The real values are still there for the code that needs them.
     assert settings.api_tokens[0].token.get_secret_value() == TOKEN
     assert "hunter2" in settings.clickhouse_dsn
+
+
+def test_ks_method_reaches_the_processors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.embedded import processor_config
+
+    assert processor_config(load_settings()).drift.ks_method == "asymp"
+    monkeypatch.setenv("DRIFTLINE_DRIFT_KS_METHOD", "auto")
+    assert processor_config(load_settings()).drift.ks_method == "auto"
+    monkeypatch.setenv("DRIFTLINE_DRIFT_KS_METHOD", "exact")
+    with pytest.raises(SettingsError, match="DRIFTLINE_DRIFT_KS_METHOD"):
+        load_settings()
