@@ -60,7 +60,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from streams.store import ClickHouseStore, StoreError, mask_dsn
 
     settings = _settings(args)
-    _bootstrap(settings)
+    bootstrap = _bootstrap(settings)
+    if args.engine == "faust":
+        return _run_faust(args, settings, bootstrap)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -225,6 +227,47 @@ def _kafka_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _run_faust(args: argparse.Namespace, settings: Any, bootstrap: str) -> int:
+    """``--engine faust``: the experimental faust-streaming worker (``streams.faust_app``)."""
+    from streams import faust_app
+
+    unsupported = [
+        flag
+        for flag, given in (
+            ("--worker-id", args.worker_id is not None),
+            ("--no-create-topics", args.no_create_topics),
+            (
+                "a schema registry (DRIFTLINE_SCHEMA_REGISTRY_URL)",
+                bool(settings.schema_registry_url),
+            ),
+        )
+        if given
+    ]
+    if unsupported:
+        raise UsageError(f"--engine faust does not support {', '.join(unsupported)}")
+    argv = [
+        "--bootstrap",
+        bootstrap,
+        "--topic-prefix",
+        args.topic_prefix or "",
+        "--group",
+        args.group,
+        "--data-dir",
+        str(settings.data_dir),
+        "--partitions",
+        str(settings.kafka_partitions),
+        "--checkpoint-interval",
+        str(settings.checkpoint_interval_seconds),
+        "--order-slack-ms",
+        str(args.order_slack_ms),
+        "--log-level",
+        args.log_level,
+    ]
+    if args.batch_size is not None:
+        argv += ["--batch-size", str(args.batch_size)]
+    return faust_app.main(argv)
+
+
 def add_kafka_parsers(sub: Any) -> None:
     """Add ``worker``, ``topics`` and ``publish`` to the ``driftline`` sub-commands."""
     from streams.kafka_topics import DEFAULT_GROUP
@@ -275,6 +318,14 @@ def add_kafka_parsers(sub: Any) -> None:
     )
     worker.add_argument(
         "--no-create-topics", action="store_true", help="do not create missing topics at start"
+    )
+    worker.add_argument(
+        "--engine",
+        choices=("confluent", "faust"),
+        default="confluent",
+        help="confluent (default): the confluent-kafka worker; faust: EXPERIMENTAL "
+        "faust-streaming agents with exactly-once transactions, about 5x slower "
+        "(docs/distributed.md)",
     )
     worker.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error")

@@ -202,3 +202,25 @@ def test_registry_ids_map_subjects_to_schemas() -> None:
 
     with pytest.raises(SchemaRegistryError, match="500"):
         registry_ids("http://registry", TopicNames(), transport=httpx.MockTransport(broken))
+
+
+def test_worker_engine_faust_refuses_what_it_does_not_support(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The options only the default engine has fail clearly instead of being ignored (the faust
+    engine itself runs in tests/streams/test_faust_app.py)."""
+    argv = [
+        "worker",
+        "--engine",
+        "faust",
+        "--bootstrap",
+        "127.0.0.1:1",
+        "--data-dir",
+        str(tmp_path),
+    ]
+    assert main([*argv, "--worker-id", "w1"]) == 2
+    assert "--engine faust does not support --worker-id" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["worker", "--engine", "kafka-streams"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'kafka-streams'" in capsys.readouterr().err
