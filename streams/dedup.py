@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import Any
 
 from schemas.native import driftline_native
 from schemas.topics import Topic
@@ -60,7 +61,7 @@ class Deduplicator:
         seen = self._seen[topic]
         kept: list[dict] = []
         dead: list[Emit] = []
-        ids = [rec.get("prediction_id") for rec in records]
+        ids: list[Any] = [rec.get("prediction_id") for rec in records]
         if all(type(pid) is str for pid in ids):
             keys: list[bytes | None] = list(_digests(ids))
         else:

@@ -159,10 +159,10 @@ class DriftWindowProcessor:
 
     def _predictions(self, records: list[dict]) -> list[Emit]:
         if self.segment_by is None and records:
-            key = _one_model(records)
-            if key is not None and key in self._profiles:
+            model_version = _one_model(records)
+            if model_version is not None and model_version in self._profiles:
                 # The common batch: one model version, every record well-typed.
-                return self._ingest((key[0], key[1], None), records)
+                return self._ingest((*model_version, None), records)
         out: list[Emit] = []
         groups: dict[ModelKey, list[dict]] = {}
         for rec in records:
