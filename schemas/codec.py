@@ -566,6 +566,47 @@ class AvroCodec:
                     out[index] = exc
         return cast(list[tuple[str, dict[str, Any]] | DecodeError], out)
 
+    def decode_many_as(
+        self, schema_name: str, items: Iterable[Payload]
+    ) -> list[dict[str, Any] | DecodeError]:
+        """Like :meth:`decode_as` per payload, in one native call for the common case; each
+        failure is returned in place instead of raised.
+
+        Parameters
+        ----------
+        schema_name
+            Expected current schema name.
+        items
+            Encoded payloads.
+
+        Returns
+        -------
+        list
+            For each payload, the record or the :class:`DecodeError` :meth:`decode_as` raises.
+
+        Raises
+        ------
+        ValueError
+            ``schema_name`` is not a known schema (a programming error, not bad input).
+        """
+        self._entry(schema_name, ValueError)
+        batch = items if type(items) is list else list(items)
+        found: list[tuple[str, dict[str, Any]] | DecodeError | None] = [None] * len(batch)
+        if self._native_headers:
+            self._decode_native_runs(batch, found)
+        out: list[dict[str, Any] | DecodeError] = []
+        append = out.append
+        decode = self._decode
+        for data, hit in zip(batch, found, strict=True):
+            if hit is not None and type(hit) is tuple and hit[0] == schema_name:
+                append(hit[1])
+                continue
+            try:  # everything else, with decode_as's checks and messages
+                append(decode(data, schema_name)[1])
+            except DecodeError as exc:
+                append(exc)
+        return out
+
     def _decode_native_runs(
         self, batch: list[Payload], out: list[tuple[str, dict[str, Any]] | DecodeError | None]
     ) -> None:

@@ -843,3 +843,36 @@ def test_event_keys_and_dedup_digests_are_the_python_ones(monkeypatch: pytest.Mo
     monkeypatch.setattr(streams.dedup, "driftline_native", None)
     assert streams.windows.event_keys(ids).tolist() == python_keys
     assert streams.dedup._digests(ids) == native_digests == [streams.dedup._digest(i) for i in ids]
+
+
+def test_decode_many_as_equals_decode_as_payload_by_payload() -> None:
+    """What the Kafka worker decodes a fetched batch with: per payload, decode_as's record
+    or its error — wrong schema, garbage, truncation, non-bytes included."""
+    good = NAT.encode("prediction", PREDICTION)
+    label = NAT.encode("label", LABEL)
+    payloads: list[Any] = [
+        good,
+        label,  # a label on the predictions topic: schema mismatch
+        good[:-3],
+        b"",
+        b"\x00garbage",
+        bytearray(good),
+        memoryview(good),
+        NAT.encode("prediction", {**PREDICTION, "prediction_id": "p-2", "scores": {"a": 0.5}}),
+        PY.encode("prediction", {**PREDICTION, "features": {}}),
+        42,
+    ]
+    for codec in (NAT, PY):
+        many = codec.decode_many_as("prediction", payloads)
+        assert len(many) == len(payloads)
+        for data, got in zip(payloads, many, strict=True):
+            expected = outcome(codec.decode_as, "prediction", data)
+            if isinstance(got, DecodeError):
+                message = re.sub(r" at 0x[0-9a-f]+", " at 0x", str(got))
+                assert expected == ("DecodeError", message), data
+            else:
+                assert expected == ("ok", strict(got)), data
+    kinds = [isinstance(x, DecodeError) for x in NAT.decode_many_as("prediction", payloads)]
+    assert kinds == [False, True, True, True, True, False, False, False, False, True]
+    with pytest.raises(ValueError, match="unknown schema"):
+        NAT.decode_many_as("nope", [good])
