@@ -50,6 +50,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from queue import Queue
 from typing import Any, Final
 
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
@@ -454,6 +455,11 @@ class KafkaWorker:
         self._producer: Any = None
         self._state_reader: Any = None
         self.counters: Counter[str] = Counter()
+        # The store-writer thread: ClickHouse inserts (which run without the GIL) overlap
+        # the next step. A checkpoint waits until every queued write is stored.
+        self._writes: Queue[list[tuple[Topic, list[dict[str, Any]]]] | None] = Queue(maxsize=2)
+        self._writer: threading.Thread | None = None
+        self._write_failure: BaseException | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -487,6 +493,10 @@ class KafkaWorker:
             self.metrics_port = self.metrics.serve(c.metrics_host, c.metrics_port)
             log.info("metrics on http://%s:%d/metrics", c.metrics_host, self.metrics_port)
         self._open_clients()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="driftline-store-writer", daemon=True
+        )
+        self._writer.start()
         self._subscribe()
         if on_ready is not None:
             on_ready()
@@ -513,6 +523,8 @@ class KafkaWorker:
                 except StoreError as exc:
                     self.metrics.store_errors.inc()
                     log.warning("store write failed, rewinding; retry in %.1fs: %s", backoff, exc)
+                    self._writes.join()  # the writer drops what was queued behind the failure
+                    self._write_failure = None
                     self._rewind()
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 30.0)
@@ -526,7 +538,39 @@ class KafkaWorker:
             self._broken = True
             raise
         finally:
+            self._stop_writer()
             self._close_clients()
+
+    def _stop_writer(self) -> None:
+        if self._writer is not None:
+            self._writes.put(None)
+            self._writer.join(timeout=60)
+            self._writer = None
+
+    def _write_loop(self) -> None:
+        """The writer thread: store each step's writes in order; the first failure is kept
+        for the processing thread (which rewinds) and what is queued behind it dropped."""
+        while True:
+            writes = self._writes.get()
+            try:
+                if writes is None:
+                    return
+                if self._write_failure is not None:
+                    continue
+                try:
+                    for topic, records in writes:
+                        self.store.write(topic, records)
+                except BaseException as exc:  # StoreError: rewind; anything else: a bug, raised
+                    self._write_failure = exc
+            finally:
+                self._writes.task_done()
+
+    def _raise_write_failure(self) -> None:
+        failure = self._write_failure
+        if failure is not None:
+            if isinstance(failure, StoreError):
+                raise failure
+            raise WorkerError(f"the store writer failed: {failure!r}") from failure
 
     def _client_id(self) -> str:
         return self.config.worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -730,21 +774,28 @@ class KafkaWorker:
     def _step_batch(self) -> int:
         from confluent_kafka import KafkaError
 
+        self._raise_write_failure()
         consumer = self._consumer
         messages = consumer.consume(self.config.batch_size, timeout=self.config.poll_timeout)
         started = time.perf_counter()
         tasks = self.tasks
         routes = self._routes
-        decode = self.codec.decode_as
+        # Fetched records in order, decoded afterwards per schema in one call each:
+        # (task, topic, rank, schema, broker time, offset, payload, key)
+        fetched_records: list[tuple[PartitionTask, Topic, int, str, int, int, Any, Any]] = []
+        by_schema: dict[str, list[int]] = {}
+        failed: ConsumerFailed | None = None
         for msg in messages:
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 # A fatal client error reaches consume() as an event with code _FATAL whose
-                # own fatal() flag may be False (seen: a fenced static member).
+                # own fatal() flag may be False (seen: a fenced static member). Raised once
+                # the records fetched before it are queued.
                 if error.fatal() or error.code() == KafkaError._FATAL:
-                    raise ConsumerFailed(f"Kafka consumer failed: {error.str()}")
+                    failed = ConsumerFailed(f"Kafka consumer failed: {error.str()}")
+                    break
                 log.warning("consumer: %s", error.str())
                 continue
             task = tasks.get(msg.partition())
@@ -758,15 +809,27 @@ class KafkaWorker:
             fetched = task.fetched
             if offset < fetched[topic]:
                 continue
-            payload = msg.value()
-            try:
-                record, failure = decode(schema_name, payload), None
-            except DecodeError as exc:
-                record, failure = None, exc
-            task.queues[topic].append(
-                (msg.timestamp()[1], rank, offset, record, failure, payload, msg.key())
+            by_schema.setdefault(schema_name, []).append(len(fetched_records))
+            fetched_records.append(
+                (task, topic, rank, schema_name, msg.timestamp()[1], offset, msg.value(), msg.key())
             )
             fetched[topic] = offset + 1
+        decoded: list[Any] = [None] * len(fetched_records)
+        for schema_name, indexes in by_schema.items():
+            payloads = [fetched_records[i][6] for i in indexes]
+            for i, result in zip(
+                indexes, self.codec.decode_many_as(schema_name, payloads), strict=True
+            ):
+                decoded[i] = result
+        for (task, topic, rank, _, ts, offset, payload, key), result in zip(
+            fetched_records, decoded, strict=True
+        ):
+            if isinstance(result, DecodeError):
+                task.queues[topic].append((ts, rank, offset, None, result, payload, key))
+            else:
+                task.queues[topic].append((ts, rank, offset, result, None, payload, key))
+        if failed is not None:
+            raise failed
         released = self._release()
         self._backpressure()
         if not released:
@@ -881,15 +944,19 @@ class KafkaWorker:
         inputs: Mapping[Topic, list[dict[str, Any]]],
         produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]],
     ) -> None:
-        for topic, records in inputs.items():
-            if records:
-                self.store.write(topic, records)
+        """Queue the step's inputs and outputs for the store (in the calling thread when the
+        writer is not running)."""
+        writes = [(topic, records) for topic, records in inputs.items() if records]
         outputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
         for (topic, record), _key, _headers in produced:
             if topic != Topic.RETRAIN_REQUESTS:  # no table: the training worker consumes them
                 outputs[topic].append(record)
-        for topic, records in outputs.items():
-            self.store.write(topic, records)
+        writes.extend(outputs.items())
+        if self._writer is None:
+            for topic, records in writes:
+                self.store.write(topic, records)
+            return
+        self._writes.put(writes)
 
     def _produce(
         self, produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]]
@@ -955,6 +1022,9 @@ class KafkaWorker:
         self._last_checkpoint = time.monotonic()
         if self._broken:
             return False
+        self._writes.join()  # a snapshot covers stored output only
+        if self._write_failure is not None:
+            return False  # the processing loop rewinds to the previous snapshots instead
         chosen = [t for t in (self.tasks.values() if tasks is None else tasks) if t.dirty or force]
         self._update_lag()
         if not chosen:

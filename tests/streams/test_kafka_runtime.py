@@ -502,3 +502,64 @@ def test_two_workers_split_the_models_and_the_totals_are_exact(
     for table in COMPARED:
         assert not set(dumps[0][table]) & set(dumps[1][table]), table
         assert sorted(dumps[0][table] + dumps[1][table]) == reference[table], table
+
+
+@pytest.mark.kafka
+def test_a_failed_store_write_rewinds_the_worker_and_the_result_is_exact(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    chdb_client: Any,
+    data: dict[str, list[dict]],
+    reference: dict[str, list[str]],
+) -> None:
+    """An in-process worker on the real broker, its store on the session's chDB engine; one
+    write fails on the store-writer thread mid-stream (fault injected around the real store)
+    while later steps are already queued. The worker rewinds to its snapshots, replays, and
+    ends with exactly the embedded runtime's aggregates."""
+    import threading
+
+    from streams.kafka_runtime import KafkaWorker, WorkerConfig
+    from streams.store import StoreError
+
+    class FailsOnce(ClickHouseStore):
+        calls = 0
+
+        def write(self, topic, records):  # type: ignore[override]
+            FailsOnce.calls += 1
+            if FailsOnce.calls == 8:
+                raise StoreError("ClickHouse went away (injected)")
+            return super().write(topic, records)
+
+    names = fresh_names()
+    ensure_topics(kafka_bootstrap, names, 4, 1)
+    database = f"w_{uuid.uuid4().hex[:12]}"
+    store = FailsOnce(chdb_client, database=database)
+    store.migrate()
+    settings = load_settings(
+        data_dir=tmp_path,
+        window_seconds=3600,
+        allowed_lateness_seconds=0,
+        checkpoint_interval_seconds=0.5,
+        kafka_bootstrap_servers=kafka_bootstrap,
+    )
+    config = WorkerConfig.from_settings(
+        settings, topic_prefix=names.prefix, group=names.group, batch_size=300, order_slack_ms=100
+    )
+    config.metrics_port = None
+    worker = KafkaWorker(config, processor_config(settings), store)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        produce_all(kafka_bootstrap, names, data)
+        wait_processed(kafka_bootstrap, names, [], timeout=120)
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert FailsOnce.calls > 8 and worker.metrics.store_errors._value.get() == 1
+    try:
+        got = table_rows(chdb_client, database, [*COMPARED, "dead_letters"])
+        assert not got.pop("dead_letters")
+        assert got == reference
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
