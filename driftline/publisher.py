@@ -114,6 +114,7 @@ class Publisher:
         self.max_retries = max_retries
         self.backoff = backoff
         self._buffers: dict[str, list[dict[str, Any]]] = {"predictions": [], "labels": []}
+        self._unchecked: set[str] = set()  # buffers holding an event not known to be plain JSON
         self.report = PublishReport()
         self._sender = (
             ThreadPoolExecutor(1, thread_name_prefix="driftline-publisher") if background else None
@@ -150,7 +151,9 @@ class Publisher:
             event["scores"] = dict(scores)
         if segment:
             event["segment"] = dict(segment)
-        self._add("predictions", event)
+        # Built from checked parts: plain JSON unless a caller-given id/name/map is not.
+        plain = type(pid) is str and type(model_name) is str and not scores and not segment
+        self._add("predictions", event, plain)
         return pid
 
     def label(
@@ -172,10 +175,12 @@ class Publisher:
         }
         if model_version is not None:
             event["model_version"] = str(model_version)
-        self._add("labels", event)
+        self._add("labels", event, type(prediction_id) is str and type(model_name) is str)
 
-    def _add(self, kind: str, event: dict[str, Any]) -> None:
+    def _add(self, kind: str, event: dict[str, Any], plain: bool = False) -> None:
         buf = self._buffers[kind]
+        if not plain:
+            self._unchecked.add(kind)  # the batch's body must be checked before msgspec
         buf.append(event)
         if len(buf) >= self.batch_size:
             self._send(kind)
@@ -197,16 +202,22 @@ class Publisher:
         events = self._buffers[kind]
         self._buffers[kind] = []
         params = {"wait": "true"} if wait else None
-        body = _encode({"events": events})  # once, not per attempt
+        body = _encode({"events": events}, checked=kind not in self._unchecked)  # once
+        self._unchecked.discard(kind)
         if self._sender is None or wait:
             try:
                 response = self._post(kind, body, params)
             except PublishError:
-                self._buffers[kind] = events + self._buffers[kind]  # keep them for a later flush
+                self._keep(kind, events)
                 raise
             self._record(response)
             return
         self._in_flight = (kind, events, self._sender.submit(self._post, kind, body, params))
+
+    def _keep(self, kind: str, events: list[dict[str, Any]]) -> None:
+        """Put a failed batch back in front of the buffer, for a later flush."""
+        self._buffers[kind] = events + self._buffers[kind]
+        self._unchecked.add(kind)  # (checked again when it is re-encoded)
 
     def _settle(self) -> None:
         """Wait for the request in flight; record its answer or raise its failure."""
@@ -217,7 +228,7 @@ class Publisher:
         try:
             response = answer.result()
         except PublishError:
-            self._buffers[kind] = events + self._buffers[kind]  # keep them for a later flush
+            self._keep(kind, events)
             raise
         self._record(response)
 
@@ -323,10 +334,11 @@ def _features(features: Mapping[str, Any]) -> dict[str, FeatureValue]:
     return {k: _feature(v) for k, v in features.items()}
 
 
-def _encode(payload: dict[str, list[dict[str, Any]]]) -> bytes:
+def _encode(payload: dict[str, list[dict[str, Any]]], *, checked: bool = False) -> bytes:
     """The request body: what ``httpx.post(json=payload)`` sends, by msgspec when the events
-    hold nothing but what both encode alike (str keys, finite floats, plain types)."""
-    if all(map(_plain, payload["events"])):
+    hold nothing but what both encode alike (str keys, finite floats, plain types) —
+    ``checked``: the caller built every event from parts it checked to be so."""
+    if checked or all(map(_plain, payload["events"])):
         try:
             return _msgspec_encode(payload)
         except (TypeError, ValueError):  # e.g. a lone surrogate: json.dumps says what it says
@@ -475,7 +487,7 @@ class KafkaPublisher(Publisher):
         self.flush_timeout = flush_timeout
         self.report = PublishReport()
 
-    def _add(self, kind: str, event: dict[str, Any]) -> None:
+    def _add(self, kind: str, event: dict[str, Any], plain: bool = False) -> None:
         from schemas.codec import EncodeError
 
         topic, schema = self._topics[kind]

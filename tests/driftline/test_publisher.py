@@ -179,3 +179,62 @@ def test_a_background_failure_surfaces_at_the_next_send_and_loses_nothing() -> N
         assert _RefusesFirst.batches == [[f"p{i}" for i in range(5)], [f"p{i}" for i in range(10)]]
     finally:
         server.shutdown()
+
+
+def test_request_bodies_are_what_json_dumps_sends() -> None:
+    """The body of a batch built by predict/label (encoded by msgspec without re-checking
+    every value) and of one with caller-given maps (checked) parse to what json.dumps of
+    the same events gives; numpy values, NaN and odd ids are normalised or checked first."""
+    import math
+
+    import httpx
+    import numpy as np
+
+    bodies: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        n = len(json.loads(request.content)["events"])
+        return httpx.Response(202, json={"accepted": n, "rejected": []})
+
+    pub = Publisher(
+        "http://x", batch_size=3, transport=httpx.MockTransport(handler), background=False
+    )
+    pub.predict(
+        "m", "1", {"x": 1.5, "n": None, "c": "é", "b": True, "i": 3}, 0.25, prediction_id="a"
+    )
+    pub.predict("m", 2, {"x": np.float32(2.5), "nan": math.nan}, "yes", prediction_id="b")
+    pub.predict("m", "1", {"x": 1e308}, 1, prediction_id="c", scores={"yes": 0.5})
+    pub.label("a", "m", 1.0)
+    pub.flush()
+    expected_predictions = [
+        {
+            "prediction_id": "a",
+            "model_name": "m",
+            "model_version": "1",
+            "features": {"x": 1.5, "n": None, "c": "é", "b": True, "i": 3},
+            "prediction": 0.25,
+        },
+        {
+            "prediction_id": "b",
+            "model_name": "m",
+            "model_version": "2",
+            "features": {"x": 2.5, "nan": None},
+            "prediction": "yes",
+        },
+        {
+            "prediction_id": "c",
+            "model_name": "m",
+            "model_version": "1",
+            "features": {"x": 1e308},
+            "prediction": 1,
+            "scores": {"yes": 0.5},
+        },
+    ]
+    predictions = json.loads(bodies[0])["events"]
+    for event in predictions:
+        assert type(event.pop("timestamp")) is int
+    assert predictions == expected_predictions
+    labels = json.loads(bodies[1])["events"]
+    assert labels[0]["prediction_id"] == "a" and labels[0]["label"] == 1.0
+    assert pub.report.accepted == 4
