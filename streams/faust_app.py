@@ -67,20 +67,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
+from schemas.codec import AvroCodec, DecodeError, EncodeError
 from schemas.topics import Topic
-from streams.kafka_runtime import _RANK, PartitionTask, _dead_headers, _emit_key
+from streams.kafka_runtime import (
+    _RANK,
+    PartitionTask,
+    Produced,
+    _dead_headers,
+    _emit_key,
+    store_writes,
+)
 from streams.kafka_topics import TopicNames, ensure_topics
-from streams.processor import Emit
 from streams.store import ClickHouseStore
-from streams.topology import INPUT_TOPICS, ProcessorConfig, run_to_completion
+from streams.topology import INPUT_TOPICS, ProcessorConfig
 
 log = logging.getLogger("driftline.faust")
 
 TABLE: Final = "tasks"
 _MIB: Final = 1024 * 1024
-
-Produced = tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]
 
 
 class FaustDriver:
@@ -420,44 +424,9 @@ class FaustDriver:
         p = task.partition
         inputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
         produced: list[Produced] = []
-        i = 0
-        while i < len(entries):
-            topic = entries[i][0]
-            j = i
-            records: list[dict[str, Any]] = []
-            while j < len(entries) and entries[j][0] is topic:
-                ts, _rank, offset, record, failure, payload, key = entries[j][1]
-                if failure is not None:
-                    dl = dead_letter_record(
-                        str(topic),
-                        payload or b"",
-                        failure,
-                        partition=p,
-                        offset=offset,
-                        received_at=ts,
-                    )
-                    produced.append(((Topic.DEAD_LETTERS, dl), key, _dead_headers(dl)))
-                elif record is not None:
-                    records.append(record)
-                j += 1
-            task.offsets[topic] = entries[j - 1][1][2] + 1
-            kept, dead = task.dedup.filter(topic, records)
-            produced.extend((emit, None, None) for emit in dead)
-            if kept:
-                inputs[topic].extend(kept)
-                produced.extend(
-                    (emit, None, None) for emit in run_to_completion(task.processors, topic, kept)
-                )
-            i = j
-        task.dirty = True
+        task.process(entries, inputs, produced)
         # store (idempotent rewrites), then the outputs on this partition's transaction
-        for topic, records in inputs.items():
-            self.store.write(topic, records)
-        outputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
-        for (topic, record), _key, _headers in produced:
-            if topic != Topic.RETRAIN_REQUESTS:
-                outputs[topic].append(record)
-        for topic, records in outputs.items():
+        for topic, records in store_writes(inputs, produced):
             self.store.write(topic, records)
         await self._send(p, produced)
         self.counters["events"] += len(entries)

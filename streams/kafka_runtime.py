@@ -98,6 +98,8 @@ _UNKNOWN: Final = -(2**62)  # merge bound of a topic whose position is not known
 # An entry waiting in a task's merge queue:
 # (timestamp ms, rank, offset, record or None, DecodeError or None, payload, message key)
 Entry = tuple[int, int, int, dict[str, Any] | None, DecodeError | None, bytes | None, bytes | None]
+# an output record, its message key (None: from the record) and headers (dead letters)
+Produced = tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]
 
 
 class WorkerError(RuntimeError):
@@ -331,6 +333,54 @@ class PartitionTask:
         task.dedup = Deduplicator.from_state(state["dedup"])
         task.last_snapshot = data
         return task
+
+    # -- processing -----------------------------------------------------------------------
+
+    def process(
+        self,
+        entries: list[tuple[Topic, Entry]],
+        inputs: dict[Topic, list[dict[str, Any]]],
+        produced: list[Produced],
+    ) -> dict[Topic, int]:
+        """Feed released entries, as runs of one topic, through dedup and the processors.
+
+        Appends the records to store to ``inputs`` and the outputs (with their message key
+        and headers, for dead letters of undecodable records) to ``produced``; advances
+        :attr:`offsets`. Returns the records taken in per topic.
+        """
+        p = self.partition
+        taken: dict[Topic, int] = {}
+        i = 0
+        while i < len(entries):
+            topic = entries[i][0]
+            j = i
+            records: list[dict[str, Any]] = []
+            while j < len(entries) and entries[j][0] is topic:
+                ts, _rank, offset, record, failure, payload, key = entries[j][1]
+                if failure is not None:
+                    dl = dead_letter_record(
+                        str(topic),
+                        payload or b"",
+                        failure,
+                        partition=p,
+                        offset=offset,
+                        received_at=ts,
+                    )
+                    produced.append(((Topic.DEAD_LETTERS, dl), key, _dead_headers(dl)))
+                elif record is not None:
+                    records.append(record)
+                j += 1
+            self.offsets[topic] = entries[j - 1][1][2] + 1
+            kept, dead = self.dedup.filter(topic, records)
+            produced.extend((emit, None, None) for emit in dead)
+            if kept:
+                inputs[topic].extend(kept)
+                taken[topic] = taken.get(topic, 0) + len(kept)
+                for emit in run_to_completion(self.processors, topic, kept):
+                    produced.append((emit, None, None))
+            i = j
+        self.dirty = True
+        return taken
 
     # -- merge ----------------------------------------------------------------------------
 
@@ -835,7 +885,7 @@ class KafkaWorker:
         if not released:
             return 0
         inputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
-        produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]] = []
+        produced: list[Produced] = []
         n = 0
         for task, entries in released:
             n += self._process(task, entries, inputs, produced)
@@ -903,64 +953,28 @@ class KafkaWorker:
         task: PartitionTask,
         entries: list[tuple[Topic, Entry]],
         inputs: dict[Topic, list[dict[str, Any]]],
-        produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]],
+        produced: list[Produced],
     ) -> int:
-        """Feed released entries, as runs of one topic, through the task's processors."""
-        p = task.partition
-        i = 0
-        while i < len(entries):
-            topic = entries[i][0]
-            j = i
-            records: list[dict[str, Any]] = []
-            while j < len(entries) and entries[j][0] is topic:
-                ts, _rank, offset, record, failure, payload, key = entries[j][1]
-                if failure is not None:
-                    dl = dead_letter_record(
-                        str(topic),
-                        payload or b"",
-                        failure,
-                        partition=p,
-                        offset=offset,
-                        received_at=ts,
-                    )
-                    produced.append(((Topic.DEAD_LETTERS, dl), key, _dead_headers(dl)))
-                elif record is not None:
-                    records.append(record)
-                j += 1
-            task.offsets[topic] = entries[j - 1][1][2] + 1
-            kept, dead = task.dedup.filter(topic, records)
-            produced.extend((emit, None, None) for emit in dead)
-            if kept:
-                inputs[topic].extend(kept)
-                self.metrics.events.labels(topic=topic.value).inc(len(kept))
-                for emit in run_to_completion(task.processors, topic, kept):
-                    produced.append((emit, None, None))
-            i = j
-        task.dirty = True
+        """Feed released entries through the task's processors (see PartitionTask.process)."""
+        for topic, n in task.process(entries, inputs, produced).items():
+            self.metrics.events.labels(topic=topic.value).inc(n)
         return len(entries)
 
     def _write(
         self,
         inputs: Mapping[Topic, list[dict[str, Any]]],
-        produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]],
+        produced: list[Produced],
     ) -> None:
         """Queue the step's inputs and outputs for the store (in the calling thread when the
         writer is not running)."""
-        writes = [(topic, records) for topic, records in inputs.items() if records]
-        outputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
-        for (topic, record), _key, _headers in produced:
-            if topic != Topic.RETRAIN_REQUESTS:  # no table: the training worker consumes them
-                outputs[topic].append(record)
-        writes.extend(outputs.items())
+        writes = store_writes(inputs, produced)
         if self._writer is None:
             for topic, records in writes:
                 self.store.write(topic, records)
             return
         self._writes.put(writes)
 
-    def _produce(
-        self, produced: list[tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]]
-    ) -> None:
+    def _produce(self, produced: list[Produced]) -> None:
         producer = self._producer
         encode = self.codec.encode
         for (topic, record), key, headers in produced:
@@ -1108,6 +1122,20 @@ class KafkaWorker:
                 self._consumer.seek(tp)  # librdkafka drops what it had prefetched
         except KafkaException:  # not fetching yet: assigning with offsets does the same
             self._consumer.assign(positions)
+
+
+def store_writes(
+    inputs: Mapping[Topic, list[dict[str, Any]]], produced: list[Produced]
+) -> list[tuple[Topic, list[dict[str, Any]]]]:
+    """What a step stores: its input records, then its outputs per topic (retrain requests
+    have no table: the training worker consumes them)."""
+    writes = [(topic, records) for topic, records in inputs.items() if records]
+    outputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
+    for (topic, record), _key, _headers in produced:
+        if topic != Topic.RETRAIN_REQUESTS:
+            outputs[topic].append(record)
+    writes.extend(outputs.items())
+    return writes
 
 
 def _dead_headers(record: Mapping[str, Any]) -> list[tuple[str, bytes]]:
