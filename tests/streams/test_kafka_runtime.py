@@ -308,7 +308,7 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
         names,
         tmp_path / "w",
         worker_id="crashy",
-        batch_size=150,
+        batch_size=20,  # many small steps: the worker is still busy when it is killed
         checkpoint_interval=0.3,
     ).start()
     produce(kafka_bootstrap, names, Topic.MODEL_EVENTS, data["events"])
@@ -327,7 +327,7 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
     produce(kafka_bootstrap, names, Topic.LABELS, data["labels"])  # the stream goes on meanwhile
     # Second crash, in the labels (label join, ADWIN state), with both topics in the log:
     # the replay must merge them exactly as the first pass did.
-    worker.batch_size = 50
+    worker.batch_size = 20
     worker.start()
     target = total + len(data["labels"]) // 3
     wait_until(lambda: processed(kafka_bootstrap, names)[0] >= target, 60, "labels", [worker], 0.05)
