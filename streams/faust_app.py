@@ -2,7 +2,7 @@
 
 Status: EXPERIMENTAL (``docs/distributed.md``, "The faust engine"). The default engine,
 ``driftline worker`` (``streams.kafka_runtime``), stays the production worker: this one is
-about 5x slower, restarts take 10-20 s, and it works around faust bugs listed below.
+about 10x slower, restarts take 10-20 s, and it works around faust bugs listed below.
 
 What it reuses: ``PartitionTask`` (processors, duplicate filter, deterministic merge and
 snapshots), ``AvroCodec``, ``dead_letter_record``, ``TopicNames`` and ``ClickHouseStore``.
