@@ -265,6 +265,8 @@ def _run_faust(args: argparse.Namespace, settings: Any, bootstrap: str) -> int:
     ]
     if args.batch_size is not None:
         argv += ["--batch-size", str(args.batch_size)]
+    if not args.no_metrics:
+        argv += ["--metrics-host", args.metrics_host, "--metrics-port", str(args.metrics_port)]
     return faust_app.main(argv)
 
 

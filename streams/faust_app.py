@@ -73,6 +73,7 @@ from streams.kafka_runtime import (
     _RANK,
     PartitionTask,
     Produced,
+    WorkerMetrics,
     _dead_headers,
     _emit_key,
     store_writes,
@@ -126,6 +127,8 @@ class FaustDriver:
         self.lock = asyncio.Lock()  # processing + sending vs checkpoint
         self.watermark_reader: Any = None
         self.counters: dict[str, int] = defaultdict(int)
+        # the default engine's Prometheus metrics (events, dead letters, outputs, lag, ...)
+        self.metrics = WorkerMetrics()
         self.seeking: dict[tuple[Topic, int], tuple[int, float]] = {}
         self._progress_at = 0.0
 
@@ -424,7 +427,9 @@ class FaustDriver:
         p = task.partition
         inputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
         produced: list[Produced] = []
-        task.process(entries, inputs, produced)
+        for topic, n in task.process(entries, inputs, produced).items():
+            self.metrics.events.labels(topic=topic.value).inc(n)
+        self.metrics.count_events(len(entries))
         # store (idempotent rewrites), then the outputs on this partition's transaction
         for topic, records in store_writes(inputs, produced):
             self.store.write(topic, records)
@@ -452,6 +457,7 @@ class FaustDriver:
         for (topic, record), key, headers in produced:
             if topic == Topic.DEAD_LETTERS:
                 headers = headers or _dead_headers(record)
+                self.metrics.dead_letters.labels(source_topic=record["source_topic"]).inc()
             try:
                 value = encode(topic.schema_name, record)
             except EncodeError as exc:
@@ -462,6 +468,7 @@ class FaustDriver:
                 self.names.name(topic), value, key=_emit_key(record, key), headers=headers or None
             )
             self.pending[p] += 1
+            self.metrics.outputs.labels(topic=topic.value).inc()
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -514,8 +521,30 @@ class FaustDriver:
                 sum(sum(t.offsets.values()) for t in self.tasks.values()),
             )
             self.counters["checkpoints"] += done
+            self.metrics.checkpoints.inc(done)
             self._write_progress()
+        self._update_lag()
         return done
+
+    def _update_lag(self) -> None:
+        """Assigned partitions, and the consumer lag per input partition that has a task
+        (high watermark - next offset to process)."""
+        try:
+            assigned = {tp.partition for tp in self.app.consumer.assignment()}
+        except Exception:  # not started or rebalancing: what the tasks cover
+            assigned = set(self.tasks)
+        self.metrics.partitions.set(len(assigned))
+        for p, task in list(self.tasks.items()):
+            for topic, offset in task.offsets.items():
+                name = self.names.name(topic)
+                try:
+                    _low, high = self._read_watermarks(name, p)
+                except Exception as exc:  # broker away: keep the last values, ask no more now
+                    log.debug("watermark of %s/%d: %s", name, p, exc)
+                    return
+                self.metrics.lag.labels(topic=topic.value, partition=str(p)).set(
+                    max(high - offset, 0)
+                )
 
     def _write_progress(self) -> None:
         self._progress_at = time.monotonic()
@@ -571,6 +600,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-interval", type=float, default=1.0)
     parser.add_argument("--order-slack-ms", type=int, default=500)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--metrics-port", type=int, help="Prometheus endpoint port (0: any; default: none)"
+    )
+    parser.add_argument("--metrics-host", default="0.0.0.0", help="Prometheus endpoint address")
     parser.add_argument("--pause-per-batch", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--batching",
@@ -614,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
         batching=args.batching,
     )
     app = driver.app
+    if args.metrics_port is not None:
+        port = driver.metrics.serve(args.metrics_host, args.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", args.metrics_host, port)
 
     original_on_stop = app.on_stop
 

@@ -33,9 +33,11 @@ from support.kafka_worker import (
     wait_processed,
     wait_until,
 )
+from support.serve import free_port
 from test_kafka_runtime import (  # noqa: F401 - fixtures and data of the worker tests
     data,
     fresh_names,
+    metrics,
     produce_all,
     reference,
 )
@@ -88,6 +90,8 @@ class FaustProcess(WorkerProcess):
             "--batching",
             self.batching,
         ]
+        if self.metrics_port is not None:
+            args += ["--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port)]
         env = {
             **os.environ,
             "DRIFTLINE_WINDOW_SECONDS": "3600",
@@ -189,12 +193,22 @@ def test_faust_app_matches_the_embedded_runtime(
 ) -> None:
     names = fresh_names()
     ensure_topics(kafka_bootstrap, names, 4, 1)
-    worker = FaustProcess(kafka_bootstrap, names, tmp_path / "w")
+    port = free_port()
+    worker = FaustProcess(kafka_bootstrap, names, tmp_path / "w", metrics_port=port)
     worker.batching = batching
     worker.start()
     produce_all(kafka_bootstrap, names, data)
     wait_processed(kafka_bootstrap, names, [worker], timeout=120)
-    assert worker.progress()["counters"]["events"] == sum(len(v) for v in data.values())
+    n_inputs = sum(len(v) for v in data.values())
+    assert worker.progress()["counters"]["events"] == n_inputs
+    # the default engine's Prometheus metrics: events per topic, partitions, lag 0 at the end
+    seen = metrics(port)
+    assert sum(v for k, v in seen.items() if k.startswith("driftline_worker_events_total")) == (
+        n_inputs
+    )
+    assert seen["driftline_worker_assigned_partitions"] == 4
+    lags = [v for k, v in seen.items() if k.startswith("driftline_worker_consumer_lag")]
+    assert lags and all(v == 0 for v in lags)
     assert worker.stop() == 0, worker.log_tail()
 
     got = worker.dump([*COMPARED, "dead_letters"])
