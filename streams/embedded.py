@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import queue
 import threading
 import time
 from collections import Counter, deque
@@ -37,7 +36,7 @@ from streams.dedup import Deduplicator
 from streams.gcpause import gc_paused
 from streams.log import InputLog
 from streams.processor import Emit
-from streams.store import ClickHouseStore, StoreError
+from streams.store import ClickHouseStore, StoreError, StoreWriter
 from streams.topology import (
     INPUT_TOPICS,
     ProcessorConfig,
@@ -129,10 +128,7 @@ class EmbeddedRuntime:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # (writes, log position they complete); None stops the writer thread
-        self._writes: queue.Queue[tuple[list[_Write], int] | None] = queue.Queue(maxsize=4)
-        self._writer: threading.Thread | None = None
-        self._write_error: StoreError | None = None
+        self._writer: StoreWriter | None = None  # started with the processing thread
         self._last_checkpoint = time.monotonic()
         self.error: BaseException | None = None
 
@@ -145,10 +141,7 @@ class EmbeddedRuntime:
     def start(self) -> EmbeddedRuntime:
         """Start the background processing and store-writer threads."""
         if self._thread is None:
-            self._writer = threading.Thread(
-                target=self._write_loop, name="driftline-store-writer", daemon=True
-            )
-            self._writer.start()
+            self._writer = StoreWriter(self.store, max_pending=4)
             self._thread = threading.Thread(
                 target=self._loop, name="driftline-embedded", daemon=True
             )
@@ -266,7 +259,7 @@ class EmbeddedRuntime:
             n = len(entries)
         self._cursor = next_pos
         if self._writer is not None:
-            self._writes.put((writes, next_pos))
+            self._writer.put(writes, lambda: self._stored(next_pos))
             return n
         try:
             self._store(writes)
@@ -319,9 +312,10 @@ class EmbeddedRuntime:
         Called from the processing thread (or with the threads stopped): it first waits
         until the writes in flight are stored, so the position covers stored output only.
         """
-        self._writes.join()
-        if self._write_error is not None:
-            return  # the processing loop rewinds to the previous checkpoint instead
+        if self._writer is not None:
+            self._writer.join()
+            if self._writer.failure is not None:
+                return  # the processing loop rewinds to the previous checkpoint instead
         with self._cond:
             state = {
                 "version": _CHECKPOINT_VERSION,
@@ -366,8 +360,7 @@ class EmbeddedRuntime:
             self._thread.join(timeout=30)
             self._thread = None
         if self._writer is not None:
-            self._writes.put(None)
-            self._writer.join(timeout=30)
+            self._writer.stop(timeout=30)
             self._writer = None
         if checkpoint and self.error is None:
             self.checkpoint()
@@ -390,16 +383,19 @@ class EmbeddedRuntime:
     def _loop(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
-            if self.error is not None:  # the writer hit a bug: stop processing too
-                return
-            if self._write_error is not None:
+            if self._writer is not None and self._writer.failure is not None:
+                failure = self._writer.take_failure()
+                if not isinstance(failure, StoreError):
+                    # a bug in a write: stop, keep the log, say so loudly
+                    log.error("store writer stopped", exc_info=failure)
+                    self.error = failure
+                    self._wake()
+                    return
                 # ClickHouse unavailable: the writer dropped the failed batch and the ones
                 # queued behind it. Back to the last checkpoint (whose position covers stored
                 # output only) and replay from there once the store answers again.
-                self._writes.join()
-                exc, self._write_error = self._write_error, None
                 self._rewind()
-                log.warning("store write failed, retrying in %.1fs: %s", backoff, exc)
+                log.warning("store write failed, retrying in %.1fs: %s", backoff, failure)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -423,30 +419,6 @@ class EmbeddedRuntime:
                 with self._cond:
                     if self._cursor >= self.log.end and not self._stop.is_set():
                         self._cond.wait(0.2)
-
-    def _write_loop(self) -> None:
-        """The writer thread: store each processed batch, then advance the position."""
-        while True:
-            item = self._writes.get()
-            try:
-                if item is None:
-                    return
-                writes, position = item
-                if self._write_error is not None or self.error is not None:
-                    continue  # dropped: the processing loop rewinds and replays it
-                try:
-                    self._store(writes)
-                except StoreError as exc:
-                    self._write_error = exc
-                    continue
-                except Exception as exc:  # a bug: stop, keep the log, say so loudly
-                    log.exception("store writer stopped")
-                    self.error = exc
-                    self._wake()
-                    continue
-                self._stored(position)
-            finally:
-                self._writes.task_done()
 
     def _process_records(
         self, records: list[tuple[Topic, dict]], produced: list[Emit] | None = None

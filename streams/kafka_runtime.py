@@ -50,7 +50,6 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from queue import Queue
 from typing import Any, Final
 
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
@@ -59,7 +58,7 @@ from streams.dedup import Deduplicator
 from streams.gcpause import gc_paused
 from streams.kafka_topics import DEFAULT_GROUP, TopicNames, ensure_topics, read_watermarks
 from streams.processor import Emit
-from streams.store import ClickHouseStore, StoreError
+from streams.store import ClickHouseStore, StoreError, StoreWriter
 from streams.topology import INPUT_TOPICS, ProcessorConfig, build_processors, run_to_completion
 
 __all__ = [
@@ -507,9 +506,7 @@ class KafkaWorker:
         self.counters: Counter[str] = Counter()
         # The store-writer thread: ClickHouse inserts (which run without the GIL) overlap
         # the next step. A checkpoint waits until every queued write is stored.
-        self._writes: Queue[list[tuple[Topic, list[dict[str, Any]]]] | None] = Queue(maxsize=2)
-        self._writer: threading.Thread | None = None
-        self._write_failure: BaseException | None = None
+        self._writer: StoreWriter | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -543,10 +540,7 @@ class KafkaWorker:
             self.metrics_port = self.metrics.serve(c.metrics_host, c.metrics_port)
             log.info("metrics on http://%s:%d/metrics", c.metrics_host, self.metrics_port)
         self._open_clients()
-        self._writer = threading.Thread(
-            target=self._write_loop, name="driftline-store-writer", daemon=True
-        )
-        self._writer.start()
+        self._writer = StoreWriter(self.store, max_pending=2)
         self._subscribe()
         if on_ready is not None:
             on_ready()
@@ -573,8 +567,8 @@ class KafkaWorker:
                 except StoreError as exc:
                     self.metrics.store_errors.inc()
                     log.warning("store write failed, rewinding; retry in %.1fs: %s", backoff, exc)
-                    self._writes.join()  # the writer drops what was queued behind the failure
-                    self._write_failure = None
+                    if self._writer is not None:  # it dropped what was queued behind the failure
+                        self._writer.take_failure()
                     self._rewind()
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 30.0)
@@ -593,30 +587,11 @@ class KafkaWorker:
 
     def _stop_writer(self) -> None:
         if self._writer is not None:
-            self._writes.put(None)
-            self._writer.join(timeout=60)
+            self._writer.stop()
             self._writer = None
 
-    def _write_loop(self) -> None:
-        """The writer thread: store each step's writes in order; the first failure is kept
-        for the processing thread (which rewinds) and what is queued behind it dropped."""
-        while True:
-            writes = self._writes.get()
-            try:
-                if writes is None:
-                    return
-                if self._write_failure is not None:
-                    continue
-                try:
-                    for topic, records in writes:
-                        self.store.write(topic, records)
-                except BaseException as exc:  # StoreError: rewind; anything else: a bug, raised
-                    self._write_failure = exc
-            finally:
-                self._writes.task_done()
-
     def _raise_write_failure(self) -> None:
-        failure = self._write_failure
+        failure = self._writer.failure if self._writer is not None else None
         if failure is not None:
             if isinstance(failure, StoreError):
                 raise failure
@@ -972,7 +947,7 @@ class KafkaWorker:
             for topic, records in writes:
                 self.store.write(topic, records)
             return
-        self._writes.put(writes)
+        self._writer.put(writes)
 
     def _produce(self, produced: list[Produced]) -> None:
         producer = self._producer
@@ -1036,9 +1011,10 @@ class KafkaWorker:
         self._last_checkpoint = time.monotonic()
         if self._broken:
             return False
-        self._writes.join()  # a snapshot covers stored output only
-        if self._write_failure is not None:
-            return False  # the processing loop rewinds to the previous snapshots instead
+        if self._writer is not None:
+            self._writer.join()  # a snapshot covers stored output only
+            if self._writer.failure is not None:
+                return False  # the processing loop rewinds to the previous snapshots instead
         chosen = [t for t in (self.tasks.values() if tasks is None else tasks) if t.dirty or force]
         self._update_lag()
         if not chosen:

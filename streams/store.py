@@ -24,7 +24,9 @@ only identifier formatted into statements, is checked to be a plain identifier.
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -1008,3 +1010,74 @@ def _network_reason(text: str) -> str:
         if needle in text:
             return reason
     return text.splitlines()[0] if text else "unknown network error"
+
+
+class StoreWriter:
+    """Writes batches to a store from a thread of its own, in the order they were queued.
+
+    Both runtimes hand each processed batch's writes to one: ClickHouse's insert work runs
+    without the GIL, so it overlaps the processing of the next batch. The first failure
+    is kept in :attr:`failure` and every batch queued behind it is dropped until the owner
+    has dealt with it (a :class:`StoreError`: rewind to the last checkpoint and replay;
+    anything else: a bug) and called :meth:`take_failure`.
+
+    Parameters
+    ----------
+    store
+        The store to write to.
+    max_pending
+        Batches queued at most; :meth:`put` blocks beyond (back-pressure).
+    """
+
+    def __init__(self, store: ClickHouseStore, *, max_pending: int = 2) -> None:
+        self.store = store
+        self.failure: BaseException | None = None
+        self._queue: queue.Queue[
+            tuple[Sequence[tuple[Topic, Any]], Callable[[], None] | None] | None
+        ]
+        self._queue = queue.Queue(maxsize=max_pending)
+        self._thread = threading.Thread(
+            target=self._run, name="driftline-store-writer", daemon=True
+        )
+        self._thread.start()
+
+    def put(
+        self, writes: Sequence[tuple[Topic, Any]], done: Callable[[], None] | None = None
+    ) -> None:
+        """Queue ``(topic, records)`` writes; ``done`` runs in the writer once they are stored."""
+        self._queue.put((writes, done))
+
+    def join(self) -> None:
+        """Wait until every queued batch is stored (or dropped after a failure)."""
+        self._queue.join()
+
+    def take_failure(self) -> BaseException | None:
+        """The failure, after waiting for the queue; the writer stores batches again."""
+        self.join()
+        failure, self.failure = self.failure, None
+        return failure
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Store what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                writes, done = item
+                if self.failure is not None:
+                    continue  # dropped: the owner rewinds and replays it
+                try:
+                    for topic, records in writes:
+                        self.store.write(topic, records)
+                except BaseException as exc:  # StoreError: the owner rewinds; else a bug
+                    self.failure = exc
+                    continue
+                if done is not None:
+                    done()
+            finally:
+                self._queue.task_done()

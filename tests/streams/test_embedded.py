@@ -279,7 +279,7 @@ def test_the_writer_thread_failing_rewinds_and_the_result_is_exact(
         for topic, records in ops[:4]:
             position = rt.submit(topic, records).position
         assert rt.wait_for(position, timeout=60)
-        rt._writes.join()
+        rt._writer.join()
         rt.checkpoint()
         for topic, records in ops[4:]:
             position = rt.submit(topic, records).position
