@@ -15,13 +15,12 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from support.kafka_worker import (
     _RUNNING,
     COMPARED,
@@ -35,10 +34,12 @@ from support.kafka_worker import (
 )
 from support.serve import free_port
 from test_kafka_runtime import (  # noqa: F401 - fixtures and data of the worker tests
+    check_poison_messages,
     data,
     fresh_names,
     metrics,
     produce_all,
+    read_topic,
     reference,
 )
 
@@ -131,43 +132,11 @@ def committed_of(bootstrap: str, names: TopicNames, topic: Topic) -> int:
         consumer.close()
 
 
-def read_committed(bootstrap: str, name: str) -> list[Any]:
-    """Every committed message of a transactional topic (its end offset is a transaction
-    marker, so read until each partition reports EOF rather than up to the watermark)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        consumer.assign([TopicPartition(name, p, 0) for p in partitions])
-        wanted = set(partitions)
-        out: list[Any] = []
-        deadline = time.monotonic() + 30
-        while wanted and time.monotonic() < deadline:
-            for msg in consumer.consume(500, timeout=0.5):
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        wanted.discard(msg.partition())
-                    continue
-                out.append(msg)
-        assert not wanted, f"could not read {name} to its end"
-        return out
-    finally:
-        consumer.close()
-
-
 def output_counts(bootstrap: str, names: TopicNames) -> dict[str, int]:
     """Messages per output topic as a read_committed consumer sees them (ids counted once
     would hide duplicates: count messages)."""
     return {
-        table: len(read_committed(bootstrap, names.name(topic))) for table, topic in OUTPUTS.items()
+        table: len(read_topic(bootstrap, names.name(topic))) for table, topic in OUTPUTS.items()
     }
 
 
@@ -177,7 +146,7 @@ def assert_exactly_once_outputs(
     counts = output_counts(bootstrap, names)
     assert counts == {table: len(expected[table]) for table in OUTPUTS}, counts
     codec = AvroCodec()
-    for msg in read_committed(bootstrap, names.name(Topic.DRIFT_METRICS))[:20]:
+    for msg in read_topic(bootstrap, names.name(Topic.DRIFT_METRICS))[:20]:
         record = codec.decode_as("drift_metric", msg.value())
         assert msg.key() == record["model_name"].encode()
 
@@ -315,3 +284,12 @@ def test_faust_sigterm_checkpoints_and_a_restart_resumes(
     assert worker.stop() == 0, worker.log_tail()
     assert worker.dump() == reference
     assert_exactly_once_outputs(kafka_bootstrap, names, reference)
+
+
+@pytest.mark.kafka
+def test_faust_poison_messages_go_to_the_dead_letter_topic(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The default engine's poison test, on the faust engine (dead letters inside its
+    transactions, read read_committed)."""
+    check_poison_messages(kafka_bootstrap, tmp_path, FaustProcess, partitions=4)
