@@ -270,6 +270,22 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: float = Field(
         default=5.0, gt=0.0, description="How often processor state is checkpointed."
     )
+    store_linger_seconds: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=10.0,
+        description=(
+            "How long the store writer waits for more processed batches to write them as one "
+            "ClickHouse insert (fewer, bigger parts); 0 writes each batch at once. Readers "
+            "waiting for a position never wait for it."
+        ),
+    )
+    store_batch_rows: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="Records worth one insert: the store writer stops lingering once it holds them.",
+    )
 
     @classmethod
     def settings_customise_sources(

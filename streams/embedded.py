@@ -25,6 +25,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,12 @@ class EmbeddedRuntime:
         (tests share one chDB engine per process).
     config
         Processor configuration; default from ``settings``.
+    batch_size
+        Log entries processed per batch at most.
+    max_backlog
+        Accepted records waiting for the processing thread at most: beyond it ``submit``
+        returns only once the processing thread has caught up (back-pressure; the records
+        are appended to the log already). Bounds memory when publishers outrun processing.
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class EmbeddedRuntime:
         store: ClickHouseStore | None = None,
         config: ProcessorConfig | None = None,
         batch_size: int = 5_000,
+        max_backlog: int = 50_000,
     ) -> None:
         self.settings = settings
         self.codec = AvroCodec()
@@ -124,6 +132,9 @@ class EmbeddedRuntime:
         self._append_lock = threading.Lock()
         # (start, end, records) of spans appended by submit and not yet processed
         self._inflight: deque[tuple[int, int, list[tuple[Topic, dict]]]] = deque()
+        self._inflight_records = 0
+        self.max_backlog = max_backlog
+        self._room = threading.Condition(self._append_lock)  # the backlog went down
         self._restore()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -141,7 +152,12 @@ class EmbeddedRuntime:
     def start(self) -> EmbeddedRuntime:
         """Start the background processing and store-writer threads."""
         if self._thread is None:
-            self._writer = StoreWriter(self.store, max_pending=4)
+            self._writer = StoreWriter(
+                self.store,
+                max_pending=16,
+                min_rows=self.settings.store_batch_rows,
+                linger=self.settings.store_linger_seconds,
+            )
             self._thread = threading.Thread(
                 target=self._loop, name="driftline-embedded", daemon=True
             )
@@ -210,13 +226,29 @@ class EmbeddedRuntime:
             end = self.log.append(entries)
             if decoded is not None and end > start:
                 self._inflight.append((start, end, decoded))
+                self._inflight_records += len(decoded)
         self._wake()
+        self._wait_for_room()
         return end
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure: while more than ``max_backlog`` accepted records wait for the
+        processing thread, publishers wait (their records are appended already), so memory
+        stays bounded when they outrun processing."""
+        with self._room:
+            while (
+                self._inflight_records > self.max_backlog
+                and self._thread is not None
+                and self.error is None
+                and not self._stop.is_set()
+            ):
+                self._room.wait(0.5)
 
     def wait_for(self, position: int, timeout: float = 10.0) -> bool:
         """Block until everything up to ``position`` is processed and stored."""
         deadline = time.monotonic() + timeout
-        with self._cond:
+        writer = self._writer
+        with writer.hurried() if writer is not None else nullcontext(), self._cond:
             while self.position < position:
                 if self.error is not None:
                     return False
@@ -282,7 +314,8 @@ class EmbeddedRuntime:
         else None and where the next such span starts (the log read stops there)."""
         with self._append_lock:
             while self._inflight and self._inflight[0][1] <= self._cursor:
-                self._inflight.popleft()  # already processed from the log (replay)
+                self._inflight_records -= len(self._inflight.popleft()[2])  # processed (replay)
+                self._room.notify_all()
             if not self._inflight:
                 return None, None
             if self._inflight[0][0] != self._cursor:
@@ -293,6 +326,8 @@ class EmbeddedRuntime:
             while self._inflight and self._inflight[0][0] == end and len(records) < self.batch_size:
                 _, end, decoded = self._inflight.popleft()
                 records.extend(decoded)
+            self._inflight_records -= len(records)
+            self._room.notify_all()
             return (records, end), None
 
     def drain(self) -> None:

@@ -147,6 +147,9 @@ class WorkerConfig:
         Seconds a checkpoint waits for Kafka to acknowledge outputs and snapshots.
     max_queued
         Records of one topic partition held back by the merge before its fetching pauses.
+    store_linger, store_batch_rows
+        How long the store writer waits for more processed batches to write them as one
+        insert, and how many records end the wait (``streams.store.StoreWriter``).
     client_config
         Extra librdkafka settings for every client (security, ...).
     """
@@ -167,6 +170,8 @@ class WorkerConfig:
     session_timeout_ms: int = 10_000
     flush_timeout: float = 30.0
     max_queued: int = 50_000
+    store_linger: float = 0.2
+    store_batch_rows: int = 20_000
     client_config: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -190,6 +195,8 @@ class WorkerConfig:
             "partitions": settings.kafka_partitions,
             "replication": settings.kafka_replication_factor,
             "checkpoint_interval": float(settings.checkpoint_interval_seconds),
+            "store_linger": float(settings.store_linger_seconds),
+            "store_batch_rows": settings.store_batch_rows,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -540,7 +547,12 @@ class KafkaWorker:
             self.metrics_port = self.metrics.serve(c.metrics_host, c.metrics_port)
             log.info("metrics on http://%s:%d/metrics", c.metrics_host, self.metrics_port)
         self._open_clients()
-        self._writer = StoreWriter(self.store, max_pending=2)
+        self._writer = StoreWriter(
+            self.store,
+            max_pending=8,
+            min_rows=c.store_batch_rows,
+            linger=c.store_linger,
+        )
         self._subscribe()
         if on_ready is not None:
             on_ready()

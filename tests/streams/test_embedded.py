@@ -290,3 +290,35 @@ def test_the_writer_thread_failing_rewinds_and_the_result_is_exact(
         rt.stop()
     finally:
         chdb_client.command(f"DROP DATABASE IF EXISTS {ref_db} SYNC")
+
+
+def test_publishers_wait_while_the_backlog_is_full(tmp_path, store) -> None:
+    """Back-pressure: with processing held up, a submit beyond ``max_backlog`` records returns
+    only once the processing thread has taken the backlog; then everything is stored."""
+    import threading
+
+    events = predictions(1, 120, seed=4)
+    rt = make_runtime(tmp_path, store)
+    rt.max_backlog = 50
+    held = threading.Event()
+    process = rt._process_records
+
+    def slow_process(records, produced=None):
+        held.wait(30)
+        return process(records, produced)
+
+    rt._process_records = slow_process  # type: ignore[method-assign]
+    rt.start()
+    rt.submit(Topic.MODEL_EVENTS, [model_event()])
+    rt.submit(Topic.PREDICTIONS, events[:40])  # within the backlog: returns at once
+    second = threading.Thread(target=rt.submit, args=(Topic.PREDICTIONS, events[40:]))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # 120 > 50 records wait: the publisher waits too
+    assert rt.log.end > 0 and rt.position == 0
+    held.set()
+    second.join(30)
+    assert not second.is_alive()
+    rt.drain()
+    assert store.counts()["predictions"] == 120
+    rt.stop()

@@ -8,6 +8,7 @@ a SIGKILL, across a broker restart, and split over two workers.
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.request
 import uuid
@@ -325,15 +326,28 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
     worker.kill()
     committed, end = processed(kafka_bootstrap, names)
     assert committed < end, "the worker finished before it was killed: nothing was tested"
-    produce(kafka_bootstrap, names, Topic.LABELS, data["labels"])  # the stream goes on meanwhile
     # Second crash, in the labels (label join, ADWIN state), with both topics in the log:
-    # the replay must merge them exactly as the first pass did.
+    # the replay must merge them exactly as the first pass did. The labels arrive in slices
+    # while the worker runs (the stream goes on), so it is still busy when it is killed.
+    labels = data["labels"]
+    first = len(labels) // 4
+    produce(kafka_bootstrap, names, Topic.LABELS, labels[:first])
+
+    def trickle() -> None:
+        step = max((len(labels) - first) // 12, 1)
+        for i in range(first, len(labels), step):
+            produce(kafka_bootstrap, names, Topic.LABELS, labels[i : i + step])
+            time.sleep(0.25)
+
+    producer = threading.Thread(target=trickle)
     worker.batch_size = 20
     worker.start()
-    target = total + len(data["labels"]) // 3
+    producer.start()
+    target = total + len(labels) // 3
     wait_until(lambda: processed(kafka_bootstrap, names)[0] >= target, 60, "labels", [worker], 0.05)
     worker.kill()
     committed, end = processed(kafka_bootstrap, names)
+    producer.join(60)
     assert committed < end, "the worker finished before the second kill: nothing was tested"
     worker.batch_size = 2_000
     worker.start()
