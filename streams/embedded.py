@@ -221,12 +221,18 @@ class EmbeddedRuntime:
         self, entries: list[tuple[Topic, bytes]], decoded: list[tuple[Topic, dict]] | None
     ) -> int:
         """Append durably; remember the decoded records of this span for the fast path."""
-        with self._append_lock:
-            start = self.log.end
-            end = self.log.append(entries)
-            if decoded is not None and end > start:
-                self._inflight.append((start, end, decoded))
-                self._inflight_records += len(decoded)
+        # The log serialises appends itself (write + fsync) and registers the span for the
+        # processing thread (under a short lock of ours) before readers see it; the
+        # processing thread never waits for a disk.
+        register = None
+        if decoded is not None:
+
+            def register(start: int, end: int) -> None:
+                with self._append_lock:
+                    self._inflight.append((start, end, decoded))
+                    self._inflight_records += len(decoded)
+
+        end = self.log.append(entries, register)
         self._wake()
         self._wait_for_room()
         return end

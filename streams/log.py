@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from schemas.topics import Topic
@@ -73,8 +74,16 @@ class InputLog:
         """Offset just past the last complete frame."""
         return self._end
 
-    def append(self, entries: list[tuple[Topic, bytes]]) -> int:
-        """Write entries durably (one write + fsync per call); return the new end offset."""
+    def append(
+        self,
+        entries: list[tuple[Topic, bytes]],
+        on_durable: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Write entries durably (one write + fsync per call); return the new end offset.
+
+        ``on_durable(start, end)``, if given, runs once the entries are on disk and before
+        readers can see them (``end``, ``read``), under the log's append lock.
+        """
         if not entries:
             return self._end
         buf = bytearray()
@@ -86,7 +95,10 @@ class InputLog:
             self._file.flush()
             if self.fsync:
                 os.fsync(self._file.fileno())
-            self._end += len(buf)
+            start = self._end
+            if on_durable is not None:
+                on_durable(start, start + len(buf))
+            self._end = start + len(buf)
             return self._end
 
     def read(

@@ -322,3 +322,19 @@ def test_publishers_wait_while_the_backlog_is_full(tmp_path, store) -> None:
     rt.drain()
     assert store.counts()["predictions"] == 120
     rt.stop()
+
+
+def test_log_append_reports_the_span_before_readers_see_it(tmp_path) -> None:
+    log = InputLog(tmp_path / "input.log")
+    first = log.append([(Topic.PREDICTIONS, b"abc")])
+    seen: list[tuple[int, int, int, int]] = []
+
+    def on_durable(start: int, end: int) -> None:
+        entries, _ = log.read(start)
+        seen.append((start, end, log.end, len(entries)))
+
+    end = log.append([(Topic.LABELS, b"de"), (Topic.LABELS, b"f")], on_durable)
+    # called with the new span, while readers still end at the old end
+    assert seen == [(first, end, first, 0)]
+    assert end == first + 2 * 5 + 3
+    assert [p for _, p in log.read(first)[0]] == [b"de", b"f"]
