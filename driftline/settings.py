@@ -280,6 +280,14 @@ class Settings(BaseSettings):
             "waiting for a position never wait for it."
         ),
     )
+    gc_young_threshold: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "Generation-0 threshold of Python's cyclic garbage collector while a runtime runs "
+            "(CPython's default 700 makes it walk every in-flight record); 0 leaves it as is."
+        ),
+    )
     store_batch_rows: int = Field(
         default=20_000,
         ge=1,

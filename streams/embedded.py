@@ -24,7 +24,7 @@ import pickle
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,7 @@ from detectors.drift import DriftConfig
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
-from streams.gcpause import gc_paused
+from streams.gcpause import gc_paused, raise_young_threshold
 from streams.log import InputLog
 from streams.processor import Emit
 from streams.store import ClickHouseStore, StoreError, StoreWriter
@@ -140,6 +140,7 @@ class EmbeddedRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._writer: StoreWriter | None = None  # started with the processing thread
+        self._restore_gc: Callable[[], None] = _nothing  # the collector's threshold, once stopped
         self._last_checkpoint = time.monotonic()
         self.error: BaseException | None = None
 
@@ -152,6 +153,7 @@ class EmbeddedRuntime:
     def start(self) -> EmbeddedRuntime:
         """Start the background processing and store-writer threads."""
         if self._thread is None:
+            self._restore_gc = raise_young_threshold(self.settings.gc_young_threshold)
             self._writer = StoreWriter(
                 self.store,
                 max_pending=16,
@@ -403,6 +405,8 @@ class EmbeddedRuntime:
         if self._writer is not None:
             self._writer.stop(timeout=30)
             self._writer = None
+        self._restore_gc()
+        self._restore_gc = _nothing
         if checkpoint and self.error is None:
             self.checkpoint()
         self.log.close()
@@ -521,6 +525,10 @@ class EmbeddedRuntime:
         self.counters = Counter(state["counters"])
         self.position = self._cursor = int(state["position"])
         log.info("restored checkpoint at log position %d", self.position)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _decode(

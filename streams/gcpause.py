@@ -29,10 +29,26 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["FULL_COLLECTION_GROWTH", "collect_due_garbage", "gc_paused"]
+__all__ = [
+    "FULL_COLLECTION_GROWTH",
+    "YOUNG_THRESHOLD",
+    "collect_due_garbage",
+    "gc_paused",
+    "raise_young_threshold",
+]
+
+YOUNG_THRESHOLD = 100_000
+"""Generation 0's threshold while a runtime runs (CPython's default is 700).
+
+Records live from their request to their store write — tens of milliseconds, across
+several batches — so with the default threshold every young collection walks them (and
+promotes them to generation 1, whose collections walk them again) before they die anyway.
+At 100,000 they mostly die first: in the embedded benchmark the collector's time fell from
+~0.35 s to ~0.1 s per 200k events and throughput rose 35–40k → 44–47k events/s (two runs
+each). Cyclic garbage still goes: at most 100,000 objects wait for a young collection."""
 
 FULL_COLLECTION_GROWTH = 1.25
 """Heap growth (allocated blocks) since the last full collection that makes the next one due."""
@@ -83,3 +99,32 @@ def gc_paused() -> Iterator[None]:
     finally:
         gc.enable()
         collect_due_garbage()
+
+
+def raise_young_threshold(young: int = YOUNG_THRESHOLD) -> Callable[[], None]:
+    """Raise generation 0's collection threshold to at least ``young`` (process-wide, like the
+    collector); returns a function that puts the previous thresholds back, unless somebody
+    changed them meanwhile. ``young <= 0`` changes nothing.
+
+    Examples
+    --------
+    >>> import gc
+    >>> before = gc.get_threshold()
+    >>> restore = raise_young_threshold(10**6)
+    >>> gc.get_threshold()[0]
+    1000000
+    >>> restore()
+    >>> gc.get_threshold() == before
+    True
+    """
+    before = gc.get_threshold()
+    if young <= 0 or before[0] >= young or before[0] <= 0:
+        return lambda: None
+    ours = (young, *before[1:])
+    gc.set_threshold(*ours)
+
+    def restore() -> None:
+        if gc.get_threshold() == ours:
+            gc.set_threshold(*before)
+
+    return restore

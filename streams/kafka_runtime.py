@@ -55,7 +55,7 @@ from typing import Any, Final
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
-from streams.gcpause import gc_paused
+from streams.gcpause import YOUNG_THRESHOLD, gc_paused, raise_young_threshold
 from streams.kafka_topics import DEFAULT_GROUP, TopicNames, ensure_topics, read_watermarks
 from streams.processor import Emit
 from streams.store import ClickHouseStore, StoreError, StoreWriter
@@ -150,6 +150,9 @@ class WorkerConfig:
     store_linger, store_batch_rows
         How long the store writer waits for more processed batches to write them as one
         insert, and how many records end the wait (``streams.store.StoreWriter``).
+    gc_young_threshold
+        Generation-0 threshold of the cyclic garbage collector while the worker runs
+        (``streams.gcpause.raise_young_threshold``); 0 leaves it as is.
     client_config
         Extra librdkafka settings for every client (security, ...).
     """
@@ -172,6 +175,7 @@ class WorkerConfig:
     max_queued: int = 50_000
     store_linger: float = 0.2
     store_batch_rows: int = 20_000
+    gc_young_threshold: int = YOUNG_THRESHOLD
     client_config: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -197,6 +201,7 @@ class WorkerConfig:
             "checkpoint_interval": float(settings.checkpoint_interval_seconds),
             "store_linger": float(settings.store_linger_seconds),
             "store_batch_rows": settings.store_batch_rows,
+            "gc_young_threshold": settings.gc_young_threshold,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -558,6 +563,7 @@ class KafkaWorker:
             on_ready()
         backoff = 0.5
         rejoins: list[float] = []
+        restore_gc = raise_young_threshold(c.gc_young_threshold)
         try:
             while not self._stop.is_set():
                 try:
@@ -594,6 +600,7 @@ class KafkaWorker:
             self._broken = True
             raise
         finally:
+            restore_gc()
             self._stop_writer()
             self._close_clients()
 

@@ -93,3 +93,36 @@ def test_the_whole_heap_is_collected_only_once_it_grew_by_a_quarter(collector, m
     assert due() == 2
     assert old() is None
     assert gcpause._blocks_after_full == 1_260_000
+
+
+def test_the_young_threshold_is_raised_and_restored_unless_changed_meanwhile(collector):
+    gc.set_threshold(700, 10, 10)
+    restore = gcpause.raise_young_threshold(50_000)
+    assert gc.get_threshold() == (50_000, 10, 10)
+    restore()
+    assert gc.get_threshold() == (700, 10, 10)
+    restore = gcpause.raise_young_threshold(50_000)
+    gc.set_threshold(1_000, 5, 5)  # somebody else's setting: left alone
+    restore()
+    assert gc.get_threshold() == (1_000, 5, 5)
+    assert gcpause.raise_young_threshold(500)() is None  # never lowered
+    assert gc.get_threshold() == (1_000, 5, 5)
+    gcpause.raise_young_threshold(0)
+    assert gc.get_threshold() == (1_000, 5, 5)
+
+
+def test_a_running_runtime_holds_the_raised_threshold(
+    collector, tmp_path, chdb_client, ch_database
+):
+    from driftline.settings import load_settings
+    from streams.embedded import EmbeddedRuntime
+    from streams.store import ClickHouseStore
+
+    gc.set_threshold(700, 10, 10)
+    store = ClickHouseStore(chdb_client, database=ch_database)
+    store.migrate()
+    rt = EmbeddedRuntime(load_settings(data_dir=tmp_path, gc_young_threshold=40_000), store=store)
+    rt.start()
+    assert gc.get_threshold() == (40_000, 10, 10)
+    rt.stop()
+    assert gc.get_threshold() == (700, 10, 10)
