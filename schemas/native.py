@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any, Final
 
-__all__ = ["NATIVE", "ROWBINARY_TABLES", "driftline_native", "rowbinary"]
+__all__ = ["NATIVE", "ROWBINARY_TABLES", "driftline_native", "normalized", "rowbinary"]
 
 
 def _load() -> ModuleType | None:
@@ -77,3 +77,24 @@ def rowbinary(table: str, records: Iterable[Mapping[str, Any]]) -> bytes | None:
     batch = records if type(records) is list else list(records)
     data: bytes | None = write(batch)
     return data
+
+
+def normalized(schema_name: str, records: list[Any]) -> list[dict[str, Any] | None] | None:
+    """Each record as ``AvroCodec.decode(AvroCodec.encode(record))`` would return it, built
+    without the round trip (every field in schema order, absent optional fields as None,
+    ints of ``double`` fields as floats, maps copied), or None per record outside the
+    shape the extension handles; None for the whole batch without the extension or for
+    another schema than ``prediction`` and ``label``.
+
+    Only meaningful for records that encode: it checks the record's shape, not its values.
+    """
+    module = driftline_native
+    if module is None or type(records) is not list:
+        return None
+    if schema_name == "prediction":
+        out: list[dict[str, Any] | None] = module.normalize_predictions(records)
+    elif schema_name == "label":
+        out = module.normalize_labels(records)
+    else:
+        return None
+    return out

@@ -32,6 +32,7 @@ from typing import Any
 
 from detectors.drift import DriftConfig
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
+from schemas.native import normalized
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
 from streams.gcpause import gc_paused, raise_young_threshold
@@ -178,6 +179,7 @@ class EmbeddedRuntime:
         entries: list[tuple[Topic, bytes]] = []
         decoded: list[tuple[Topic, dict]] = []
         normalize = _NORMALIZE.get(topic)
+        fast = normalized(topic.schema_name, records) if normalize is not None else None
         now = int(time.time() * 1000)
         accepted = result.accepted
         for i, (rec, data) in enumerate(
@@ -192,7 +194,8 @@ class EmbeddedRuntime:
             entries.append((topic, data))
             accepted.append(i)
             if normalize is not None:
-                decoded.append((topic, normalize(rec)))
+                record = fast[i] if fast is not None else None
+                decoded.append((topic, record if record is not None else normalize(rec)))
         # Predictions and labels are handed to the processing thread as validated records
         # as well, so it need not decode what was just encoded; after a restart the same
         # records are decoded from the log, and _NORMALIZE makes both identical.

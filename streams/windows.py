@@ -14,6 +14,7 @@ drive it and tests feed it plain lists of records.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import operator
 import pickle
 from collections.abc import Iterable, Mapping
@@ -395,15 +396,21 @@ def _columns(
         # The common case in one pass: every event has every numeric feature and only
         # numbers (or None) in them. One C-level item lookup per event instead of one per
         # feature; the same conversion as _numeric, so the columns are identical.
+        # (np.fromiter over the chained rows converts each value as np.array does — None to
+        # NaN, bool to 0/1 — without building a list of row tuples first.)
         getter = operator.itemgetter(*numeric)
         try:
-            matrix = np.array([getter(f) for f in feats], dtype=np.float64)
+            matrix = np.fromiter(
+                itertools.chain.from_iterable(map(getter, feats)),
+                dtype=np.float64,
+                count=len(feats) * len(numeric),
+            ).reshape(len(feats), len(numeric))
         except (KeyError, TypeError, ValueError):
             pass  # a feature missing somewhere, or text in a numeric feature: per column below
         else:
-            if matrix.shape == (len(feats), len(numeric)):
-                for j, name in enumerate(numeric):
-                    columns[name] = np.ascontiguousarray(matrix[:, j])
+            matrix = matrix.T.copy()  # one contiguous column per feature
+            for j, name in enumerate(numeric):
+                columns[name] = matrix[j]
     for name, fp in profile.features.items():
         if name in columns:
             continue

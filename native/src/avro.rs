@@ -205,6 +205,91 @@ pub fn encode(schema: Schema, header: &[u8], record: &Bound<'_, PyAny>) -> Optio
     Some(out)
 }
 
+// --- normalizer ----------------------------------------------------------------------
+// `streams.embedded._normalize_prediction` / `_normalize_label`: the record exactly as
+// `decode(encode(record))` returns it (every field, schema order, defaults filled, numbers
+// of double fields as floats), without the round trip. Containers are copied; strings,
+// ints and floats are immutable and shared. `None` outside the shape handled here.
+
+/// A value of a `["double", "string"]` field as decoded: a str or float as it is, an int
+/// as its float.
+fn double_value<'py>(py: Python<'py>, v: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    if v.is_exact_instance_of::<PyString>() || v.is_exact_instance_of::<PyFloat>() {
+        return Some(v.clone());
+    }
+    Some(PyFloat::new(py, number(v)?).into_any())
+}
+
+/// A copy of an exact dict (None stays None).
+fn copied<'py>(py: Python<'py>, v: Option<&Bound<'py, PyAny>>) -> Option<Bound<'py, PyAny>> {
+    match v {
+        Some(v) if !v.is_none() => Some(exact_dict(v)?.copy().ok()?.into_any()),
+        _ => Some(py.None().into_bound(py)),
+    }
+}
+
+fn normalize_prediction<'py>(
+    py: Python<'py>,
+    record: &Bound<'py, PyAny>,
+) -> Option<Bound<'py, PyDict>> {
+    let [id, model, version, timestamp, features, prediction, scores, segment] =
+        fields_of(record, &PREDICTION_FIELDS)?;
+    let out = PyDict::new(py);
+    out.set_item(intern!(py, "prediction_id"), id?).ok()?;
+    out.set_item(intern!(py, "model_name"), model?).ok()?;
+    out.set_item(intern!(py, "model_version"), version?).ok()?;
+    out.set_item(intern!(py, "timestamp"), timestamp?).ok()?;
+    out.set_item(
+        intern!(py, "features"),
+        exact_dict(features.as_ref()?)?.copy().ok()?,
+    )
+    .ok()?;
+    out.set_item(
+        intern!(py, "prediction"),
+        double_value(py, prediction.as_ref()?)?,
+    )
+    .ok()?;
+    let scores = match scores {
+        Some(s) if !s.is_none() => {
+            let copy = PyDict::new(py);
+            for (key, value) in exact_dict(&s)?.iter() {
+                copy.set_item(key, PyFloat::new(py, number(&value)?)).ok()?;
+            }
+            copy.into_any()
+        }
+        _ => py.None().into_bound(py),
+    };
+    out.set_item(intern!(py, "scores"), scores).ok()?;
+    out.set_item(intern!(py, "segment"), copied(py, segment.as_ref())?)
+        .ok()?;
+    Some(out)
+}
+
+fn normalize_label<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    let [id, model, label, timestamp, version] = fields_of(record, &LABEL_FIELDS)?;
+    let out = PyDict::new(py);
+    out.set_item(intern!(py, "prediction_id"), id?).ok()?;
+    out.set_item(intern!(py, "model_name"), model?).ok()?;
+    out.set_item(intern!(py, "label"), double_value(py, label.as_ref()?)?)
+        .ok()?;
+    out.set_item(intern!(py, "timestamp"), timestamp?).ok()?;
+    let version = version.unwrap_or_else(|| py.None().into_bound(py));
+    out.set_item(intern!(py, "model_version"), version).ok()?;
+    Some(out)
+}
+
+/// The normalized copy of `record`, or `None`.
+pub fn normalize<'py>(
+    py: Python<'py>,
+    schema: Schema,
+    record: &Bound<'py, PyAny>,
+) -> Option<Bound<'py, PyDict>> {
+    match schema {
+        Schema::Prediction => normalize_prediction(py, record),
+        Schema::Label => normalize_label(py, record),
+    }
+}
+
 // --- reader --------------------------------------------------------------------------
 
 /// A body being decoded: the input, and the cache of repeated strings when available.

@@ -184,6 +184,41 @@ fn encode_labels<'py>(
     encode_many(py, avro::Schema::Label, header, records)
 }
 
+fn normalize_many<'py>(
+    py: Python<'py>,
+    schema: avro::Schema,
+    records: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for record in records.iter() {
+        match guard(|| avro::normalize(py, schema, &record)) {
+            Some(dict) => out.append(dict)?,
+            None => out.append(py.None())?,
+        }
+    }
+    Ok(out)
+}
+
+/// For each `prediction` record, the record as `decode(encode(record))` would return it
+/// (every field in schema order, defaults filled, ints of double fields as floats, maps
+/// copied), or None outside the shape handled (the Python normalizer then runs).
+#[pyfunction]
+fn normalize_predictions<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    normalize_many(py, avro::Schema::Prediction, records)
+}
+
+/// `normalize_predictions` for `label` records.
+#[pyfunction]
+fn normalize_labels<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    normalize_many(py, avro::Schema::Label, records)
+}
+
 /// The `prediction` record whose Avro body spans `data[start:]`, or None when the body is
 /// invalid or unusual (the Python codec then decodes it or raises the DecodeError).
 #[pyfunction]
@@ -299,6 +334,8 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rowbinary_labels, m)?)?;
     m.add_function(wrap_pyfunction!(blake2b_concat, m)?)?;
     m.add_function(wrap_pyfunction!(blake2b_each, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_predictions, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_labels, m)?)?;
     // The schemas this build implements: CRC-64-AVRO fingerprints (little-endian, as on
     // the wire) of their Parsing Canonical Form. The codec uses the native path for a
     // schema only when its own fingerprint is this one.

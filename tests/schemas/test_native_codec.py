@@ -876,3 +876,45 @@ def test_decode_many_as_equals_decode_as_payload_by_payload() -> None:
     assert kinds == [False, True, True, True, True, False, False, False, False, True]
     with pytest.raises(ValueError, match="unknown schema"):
         NAT.decode_many_as("nope", [good])
+
+
+# --- normalize ------------------------------------------------------------------------------
+
+
+@FAST
+@given(named_records)
+def test_normalized_equals_the_round_trip_and_the_python_normalizer(
+    item: tuple[str, dict[str, Any]],
+) -> None:
+    """The embedded runtime hands the processing thread ``normalized`` records instead of
+    decoding what it just encoded: equal to the round trip in values, types, float bits and
+    key order, and to the Python normalizer it replaces; the input is not shared."""
+    from streams.embedded import _NORMALIZE
+
+    name, record = item
+    (got,) = schemas.native.normalized(name, [record])
+    assert got is not None
+    expected = PY.decode_as(name, PY.encode(name, record))
+    assert strict(got) == strict(expected)
+    topic = Topic.PREDICTIONS if name == "prediction" else Topic.LABELS
+    assert strict(_NORMALIZE[topic](record)) == strict(expected)
+    for key, value in got.items():
+        if type(value) is dict:
+            assert value is not record[key]  # maps are copies
+
+
+def test_normalized_declines_what_it_does_not_handle() -> None:
+    prediction = dict(PREDICTION)
+    odd = [
+        {**prediction, "extra": 1},  # unknown field
+        {k: v for k, v in prediction.items() if k != "features"},  # missing field
+        OrderedDict(prediction),  # not an exact dict
+        {**prediction, "features": OrderedDict(prediction["features"])},
+        {**prediction, "prediction": True},  # a bool is not a double
+        {**prediction, "scores": {"yes": "0.5"}},
+        3,
+    ]
+    assert schemas.native.normalized("prediction", odd) == [None] * len(odd)
+    assert schemas.native.normalized("prediction", [prediction])[0] is not None
+    assert schemas.native.normalized("alert_ack", [prediction]) is None
+    assert schemas.native.normalized("prediction", (prediction,)) is None  # lists only
