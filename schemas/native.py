@@ -21,7 +21,14 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any, Final
 
-__all__ = ["NATIVE", "ROWBINARY_TABLES", "driftline_native", "normalized", "rowbinary"]
+__all__ = [
+    "NATIVE",
+    "ROWBINARY_TABLES",
+    "driftline_native",
+    "feature_columns",
+    "normalized",
+    "rowbinary",
+]
 
 
 def _load() -> ModuleType | None:
@@ -98,3 +105,24 @@ def normalized(schema_name: str, records: list[Any]) -> list[dict[str, Any] | No
     else:
         return None
     return out
+
+
+def feature_columns(feats: list[Any], names: list[str]) -> Any:
+    """Numeric feature columns of a batch as one ``(len(names), len(feats))`` float64 array
+    (row ``j`` = feature ``names[j]`` of every event), or None.
+
+    The values are those of ``np.array([[f[n] for n in names] for f in feats],
+    dtype=np.float64).T``: floats as they are, ints and bools as numbers, None as NaN.
+    None without the extension, or when any features dict misses a name or holds a value
+    of another type (a string, a big int, a subclass): convert in Python then.
+    """
+    module = driftline_native
+    if module is None or type(feats) is not list or type(names) is not list:
+        return None
+    data = module.feature_columns(feats, names)
+    if data is None:
+        return None
+    import numpy as np
+
+    # (a writable copy: callers may treat it like any array they built)
+    return np.frombuffer(data, dtype=np.float64).reshape(len(names), len(feats)).copy()

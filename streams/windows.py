@@ -26,7 +26,7 @@ import numpy as np
 from detectors.accumulator import WindowAccumulator
 from detectors.drift import DatasetDrift, DriftConfig, evaluate_window
 from detectors.profile import CategoricalProfile, ReferenceProfile
-from schemas.native import driftline_native
+from schemas.native import driftline_native, feature_columns
 from schemas.topics import DATASET_FEATURE, PREDICTION_FEATURE, Topic
 from streams.processor import Emit, invalid, stable_id
 
@@ -394,10 +394,14 @@ def _columns(
     numeric = [n for n, fp in profile.features.items() if not isinstance(fp, CategoricalProfile)]
     if len(numeric) > 1:
         # The common case in one pass: every event has every numeric feature and only
-        # numbers (or None) in them. One C-level item lookup per event instead of one per
-        # feature; the same conversion as _numeric, so the columns are identical.
-        # (np.fromiter over the chained rows converts each value as np.array does — None to
-        # NaN, bool to 0/1 — without building a list of row tuples first.)
+        # numbers (or None) in them. The same conversion as _numeric (None to NaN, bool to
+        # 0/1), so the columns are identical: in the native extension when installed,
+        # else with one C-level item lookup per event and np.fromiter over the rows.
+        matrix = feature_columns(feats, numeric)
+        if matrix is not None:
+            for j, name in enumerate(numeric):
+                columns[name] = matrix[j]
+    if len(numeric) > 1 and not columns:
         getter = operator.itemgetter(*numeric)
         try:
             matrix = np.fromiter(

@@ -219,6 +219,60 @@ fn normalize_labels<'py>(
     normalize_many(py, avro::Schema::Label, records)
 }
 
+/// The value a numpy float64 conversion gives an exact `float`, `int` (within int64),
+/// `bool` or `None` (NaN); `None` for anything else.
+#[inline]
+fn as_float64(v: &Bound<'_, PyAny>) -> Option<f64> {
+    if v.is_exact_instance_of::<PyFloat>() {
+        return Some(v.cast::<PyFloat>().ok()?.value());
+    }
+    if v.is_none() {
+        return Some(f64::NAN);
+    }
+    if v.is_exact_instance_of::<PyBool>() {
+        return Some(if v.cast::<PyBool>().ok()?.is_true() {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    exact_long(v).map(|i| i as f64)
+}
+
+/// The numeric feature columns of a batch: for `names` (k) and the features dicts of n
+/// events, k * n float64 values (native byte order), column by column — what
+/// `np.array([[f[name] for name in names] for f in feats], dtype=np.float64).T` holds.
+/// None when any dict is not an exact dict, misses a name, or holds a value other than an
+/// exact float, int within int64, bool or None (the caller converts in Python then).
+#[pyfunction]
+fn feature_columns<'py>(
+    py: Python<'py>,
+    feats: &Bound<'py, PyList>,
+    names: &Bound<'py, PyList>,
+) -> Option<Bound<'py, PyBytes>> {
+    let n = feats.len();
+    let k = names.len();
+    let keys: Vec<Bound<'py, PyAny>> = names.iter().collect();
+    let out = guard(|| {
+        let mut out = vec![0f64; n.checked_mul(k)?];
+        for (i, f) in feats.iter().enumerate() {
+            let dict = exact_dict(&f)?;
+            for (j, key) in keys.iter().enumerate() {
+                let value = dict.get_item(key).ok()??;
+                *out.get_mut(j * n + i)? = as_float64(&value)?;
+            }
+        }
+        Some(out)
+    })?;
+    PyBytes::new_with(py, out.len() * 8, |buffer| {
+        for (chunk, value) in buffer.chunks_exact_mut(8).zip(&out) {
+            chunk.copy_from_slice(&value.to_ne_bytes());
+        }
+        Ok(())
+    })
+    .ok()
+}
+
 /// The `prediction` record whose Avro body spans `data[start:]`, or None when the body is
 /// invalid or unusual (the Python codec then decodes it or raises the DecodeError).
 #[pyfunction]
@@ -336,6 +390,7 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(blake2b_each, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_predictions, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_labels, m)?)?;
+    m.add_function(wrap_pyfunction!(feature_columns, m)?)?;
     // The schemas this build implements: CRC-64-AVRO fingerprints (little-endian, as on
     // the wire) of their Parsing Canonical Form. The codec uses the native path for a
     // schema only when its own fingerprint is this one.

@@ -918,3 +918,58 @@ def test_normalized_declines_what_it_does_not_handle() -> None:
     assert schemas.native.normalized("prediction", [prediction])[0] is not None
     assert schemas.native.normalized("alert_ack", [prediction]) is None
     assert schemas.native.normalized("prediction", (prediction,)) is None  # lists only
+
+
+# --- feature columns ------------------------------------------------------------------------
+
+column_values = st.one_of(
+    st.none(),
+    st.floats(),  # NaN and inf too: the windows count them as missing
+    st.integers(LONG_MIN, LONG_MAX),
+    st.booleans(),
+    st.integers(min_value=2**63, max_value=2**80),  # beyond int64: declined
+    st.sampled_from(["1.5", "x"]),  # strings: declined
+)
+
+
+@FAST
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), column_values, max_size=4),
+        max_size=12,
+    )
+)
+def test_feature_columns_equal_numpy_or_decline(feats: list[dict[str, Any]]) -> None:
+    import numpy as np
+
+    names = ["a", "b", "c"]
+    got = schemas.native.feature_columns(feats, names)
+    handled = all(
+        all(
+            name in f
+            and (
+                f[name] is None
+                or type(f[name]) in (float, bool)
+                or (type(f[name]) is int and LONG_MIN <= f[name] <= LONG_MAX)
+            )
+            for name in names
+        )
+        for f in feats
+    )
+    if not handled:
+        assert got is None
+        return
+    assert got is not None
+    expected = np.array([[f[n] for n in names] for f in feats], dtype=np.float64).reshape(
+        len(feats), len(names)
+    )
+    assert got.shape == (len(names), len(feats))
+    assert got.tobytes() == np.ascontiguousarray(expected.T).tobytes()  # bit for bit
+    assert got.flags.writeable
+
+
+def test_feature_columns_decline_odd_containers() -> None:
+    assert schemas.native.feature_columns([OrderedDict(a=1.0)], ["a"]) is None
+    assert schemas.native.feature_columns([{"a": 1.0}, 3], ["a"]) is None
+    assert schemas.native.feature_columns(({"a": 1.0},), ["a"]) is None  # lists only
+    assert schemas.native.feature_columns([], ["a"]).shape == (1, 0)

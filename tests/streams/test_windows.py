@@ -210,9 +210,18 @@ def test_segments_get_their_own_windows() -> None:
         lambda f: f.update(x1=True, x2=None),  # bool and null are numbers / missing anyway
     ],
 )
-def test_feature_columns_are_the_same_on_the_fast_and_the_per_column_path(spoil) -> None:
-    """_columns' one-pass matrix equals the per-column conversion it short-cuts."""
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_feature_columns_are_the_same_on_the_fast_and_the_per_column_path(
+    spoil, native, monkeypatch
+) -> None:
+    """_columns' one-pass matrix (built by the native extension, or in Python without it)
+    equals the per-column conversion it short-cuts."""
     import numpy as np
+
+    import streams.windows
+
+    if not native:
+        monkeypatch.setattr(streams.windows, "feature_columns", lambda feats, names: None)
 
     from detectors.profile import CategoricalProfile, ReferenceProfile
     from streams.windows import _categorical, _columns, _numeric
