@@ -63,7 +63,15 @@ class Deduplicator:
         dead: list[Emit] = []
         ids: list[Any] = [rec.get("prediction_id") for rec in records]
         if all(type(pid) is str for pid in ids):
-            keys: list[bytes | None] = list(_digests(ids))
+            digests = _digests(ids)
+            if seen.keys().isdisjoint(digests) and len(set(digests)) == len(digests):
+                # The common batch, no duplicate in it: every record is kept (same result
+                # as the loop below, without a Python step per record).
+                seen.update(dict.fromkeys(digests))
+                while len(seen) > self.capacity:
+                    seen.popitem(last=False)
+                return list(records), []
+            keys: list[bytes | None] = list(digests)
         else:
             keys = [_digest(pid) if isinstance(pid, str) else None for pid in ids]
         for rec, pid, key in zip(records, ids, keys, strict=True):
