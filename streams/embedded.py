@@ -43,6 +43,7 @@ from streams.topology import (
     INPUT_TOPICS,
     ProcessorConfig,
     build_processors,
+    checkpoint_due,
     flush_all,
     run_to_completion,
 )
@@ -143,6 +144,7 @@ class EmbeddedRuntime:
         self._writer: StoreWriter | None = None  # started with the processing thread
         self._restore_gc: Callable[[], None] = _nothing  # the collector's threshold, once stopped
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_seconds = 0.0  # how long the last checkpoint took
         self.error: BaseException | None = None
 
     # -- public API -----------------------------------------------------------------------
@@ -358,6 +360,7 @@ class EmbeddedRuntime:
         Called from the processing thread (or with the threads stopped): it first waits
         until the writes in flight are stored, so the position covers stored output only.
         """
+        started = time.monotonic()
         if self._writer is not None:
             self._writer.join()
             if self._writer.failure is not None:
@@ -377,6 +380,7 @@ class EmbeddedRuntime:
             os.fsync(f.fileno())
         os.replace(tmp, self._checkpoint_path)
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_seconds = self._last_checkpoint - started
 
     def stats(self) -> dict[str, Any]:
         windows = self.processors["windows"]
@@ -461,7 +465,12 @@ class EmbeddedRuntime:
                 self.error = exc
                 self._wake()
                 return
-            if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
+            if checkpoint_due(
+                time.monotonic(),
+                self._last_checkpoint,
+                self._checkpoint_seconds,
+                self.checkpoint_interval,
+            ):
                 self.checkpoint()
             if n == 0:
                 with self._cond:

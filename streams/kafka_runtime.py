@@ -59,7 +59,13 @@ from streams.gcpause import YOUNG_THRESHOLD, gc_paused, raise_young_threshold
 from streams.kafka_topics import DEFAULT_GROUP, TopicNames, ensure_topics, read_watermarks
 from streams.processor import Emit
 from streams.store import ClickHouseStore, StoreError, StoreWriter
-from streams.topology import INPUT_TOPICS, ProcessorConfig, build_processors, run_to_completion
+from streams.topology import (
+    INPUT_TOPICS,
+    ProcessorConfig,
+    build_processors,
+    checkpoint_due,
+    run_to_completion,
+)
 
 __all__ = [
     "DEAD_LETTER_HEADERS",
@@ -512,6 +518,7 @@ class KafkaWorker:
         self._delivery_errors: list[str] = []
         self._state_errors: list[str] = []
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_seconds = 0.0  # how long the last checkpoint took
         self._consumer: Any = None
         self._producer: Any = None
         self._state_reader: Any = None
@@ -591,7 +598,12 @@ class KafkaWorker:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
-                if time.monotonic() - self._last_checkpoint >= c.checkpoint_interval:
+                if checkpoint_due(
+                    time.monotonic(),
+                    self._last_checkpoint,
+                    self._checkpoint_seconds,
+                    c.checkpoint_interval,
+                ):
                     self.checkpoint()
             self.checkpoint(sync=True)
         except BaseException:
@@ -1025,9 +1037,17 @@ class KafkaWorker:
             Outputs could not be delivered (after the producer's own retries): going on
             would skip them for good.
         """
+        self._last_checkpoint = started = time.monotonic()
+        try:
+            return self._checkpoint(tasks, sync=sync, force=force)
+        finally:
+            self._checkpoint_seconds = time.monotonic() - started
+
+    def _checkpoint(
+        self, tasks: Iterable[PartitionTask] | None, *, sync: bool, force: bool
+    ) -> bool:
         from confluent_kafka import KafkaException, TopicPartition
 
-        self._last_checkpoint = time.monotonic()
         if self._broken:
             return False
         if self._writer is not None:

@@ -338,3 +338,32 @@ def test_log_append_reports_the_span_before_readers_see_it(tmp_path) -> None:
     assert seen == [(first, end, first, 0)]
     assert end == first + 2 * 5 + 3
     assert [p for _, p in log.read(first)[0]] == [b"de", b"f"]
+
+
+def test_slow_checkpoints_are_spaced_out(tmp_path, store) -> None:
+    """A checkpoint that takes d seconds is followed by a pause of at least d / 5% - d
+    (``streams.topology.CHECKPOINT_BUDGET``), however short the configured interval."""
+    import time
+
+    rt = make_runtime(tmp_path, store, checkpoint_interval_seconds=0.01)
+    times: list[float] = []
+    checkpoint = rt.checkpoint
+
+    def slow_checkpoint() -> None:
+        times.append(time.monotonic())
+        checkpoint()
+        time.sleep(0.05)  # (counted: the duration is measured around the whole call)
+        rt._checkpoint_seconds = time.monotonic() - times[-1]
+
+    rt.checkpoint = slow_checkpoint  # type: ignore[method-assign]
+    rt.start()
+    rt.submit(Topic.MODEL_EVENTS, [model_event()])
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        rt.submit(Topic.PREDICTIONS, predictions(1, 5, seed=len(times)))
+        time.sleep(0.05)
+    rt.checkpoint = checkpoint  # type: ignore[method-assign]
+    rt.stop()
+    assert 1 <= len(times) <= 3, times  # every 0.06 s without the pause: ~40
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(gap >= 0.9 for gap in gaps), gaps
