@@ -313,8 +313,25 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
         batch_size=20,  # many small steps: the worker is still busy when it is killed
         checkpoint_interval=0.3,
     ).start()
+
+    def trickle(topic: Topic, records: list[dict]) -> threading.Thread:
+        """A quarter of ``records`` now, the rest in slices while the worker runs (the
+        stream goes on): the worker is still busy when it is killed, however fast it is."""
+        first = len(records) // 4
+        produce(kafka_bootstrap, names, topic, records[:first])
+
+        def rest() -> None:
+            step = max((len(records) - first) // 12, 1)
+            for i in range(first, len(records), step):
+                produce(kafka_bootstrap, names, topic, records[i : i + step])
+                time.sleep(0.25)
+
+        thread = threading.Thread(target=rest)
+        thread.start()
+        return thread
+
     produce(kafka_bootstrap, names, Topic.MODEL_EVENTS, data["events"])
-    produce(kafka_bootstrap, names, Topic.PREDICTIONS, data["predictions"])
+    producer = trickle(Topic.PREDICTIONS, data["predictions"])
     total = len(data["events"]) + len(data["predictions"])
     wait_until(
         lambda: processed(kafka_bootstrap, names)[0] >= total // 4,
@@ -324,25 +341,16 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
         0.05,
     )
     worker.kill()
-    committed, end = processed(kafka_bootstrap, names)
+    committed, _ = processed(kafka_bootstrap, names)
+    producer.join(60)
+    _, end = processed(kafka_bootstrap, names)  # every prediction is in the log now
     assert committed < end, "the worker finished before it was killed: nothing was tested"
     # Second crash, in the labels (label join, ADWIN state), with both topics in the log:
-    # the replay must merge them exactly as the first pass did. The labels arrive in slices
-    # while the worker runs (the stream goes on), so it is still busy when it is killed.
+    # the replay must merge them exactly as the first pass did.
     labels = data["labels"]
-    first = len(labels) // 4
-    produce(kafka_bootstrap, names, Topic.LABELS, labels[:first])
-
-    def trickle() -> None:
-        step = max((len(labels) - first) // 12, 1)
-        for i in range(first, len(labels), step):
-            produce(kafka_bootstrap, names, Topic.LABELS, labels[i : i + step])
-            time.sleep(0.25)
-
-    producer = threading.Thread(target=trickle)
     worker.batch_size = 20
     worker.start()
-    producer.start()
+    producer = trickle(Topic.LABELS, labels)
     target = total + len(labels) // 3
     wait_until(lambda: processed(kafka_bootstrap, names)[0] >= target, 60, "labels", [worker], 0.05)
     worker.kill()
