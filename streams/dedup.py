@@ -63,31 +63,26 @@ class Deduplicator:
         dead: list[Emit] = []
         ids: list[Any] = [rec.get("prediction_id") for rec in records]
         if all(type(pid) is str for pid in ids):
-            digests = _digests(ids)
-            if seen.keys().isdisjoint(digests) and len(set(digests)) == len(digests):
-                # The common batch, no duplicate in it: every record is kept (same result
-                # as the loop below, without a Python step per record).
-                seen.update(dict.fromkeys(digests))
-                while len(seen) > self.capacity:
-                    seen.popitem(last=False)
-                return list(records), []
-            keys: list[bytes | None] = list(digests)
+            keys: list[bytes | None] = list(_digests(ids))
         else:
             keys = [_digest(pid) if isinstance(pid, str) else None for pid in ids]
-        for rec, pid, key in zip(records, ids, keys, strict=True):
-            if key is None:
-                kept.append(rec)  # the processors dead-letter it with the precise reason
-                continue
-            if key in seen:
-                self.duplicates += 1
-                dead.append(
-                    invalid(
-                        topic, rec, f"duplicate prediction_id '{pid}' on {topic}: already received"
-                    )
-                )
-                continue
-            seen[key] = None
-            kept.append(rec)
+        if None not in keys and seen.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
+            # The common batch, no duplicate in it: every record is kept (same result as
+            # the loop below, without a Python step per record).
+            seen.update(dict.fromkeys(keys))
+            kept.extend(records)
+        else:
+            for rec, pid, key in zip(records, ids, keys, strict=True):
+                if key is None:
+                    kept.append(rec)  # the processors dead-letter it with the precise reason
+                    continue
+                if key in seen:
+                    self.duplicates += 1
+                    reason = f"duplicate prediction_id '{pid}' on {topic}: already received"
+                    dead.append(invalid(topic, rec, reason))
+                    continue
+                seen[key] = None
+                kept.append(rec)
         while len(seen) > self.capacity:
             seen.popitem(last=False)
         return kept, dead

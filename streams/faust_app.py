@@ -67,15 +67,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from schemas.codec import AvroCodec, DecodeError, EncodeError
+from schemas.codec import AvroCodec, DecodeError
 from schemas.topics import Topic
 from streams.kafka_runtime import (
     _RANK,
     PartitionTask,
     Produced,
     WorkerMetrics,
-    _dead_headers,
-    _emit_key,
+    encoded_outputs,
     store_writes,
 )
 from streams.kafka_topics import TopicNames, ensure_topics
@@ -453,20 +452,9 @@ class FaustDriver:
         producer = self._transactional(tid)
         if producer is None:
             raise RuntimeError(f"no transactional producer {tid!r} (partition revoked?)")
-        encode = self.codec.encode
-        for (topic, record), key, headers in produced:
-            if topic == Topic.DEAD_LETTERS:
-                headers = headers or _dead_headers(record)
-                self.metrics.dead_letters.labels(source_topic=record["source_topic"]).inc()
-            try:
-                value = encode(topic.schema_name, record)
-            except EncodeError as exc:
-                log.error("cannot encode a %s record: %s", topic.schema_name, exc)
-                continue
+        for topic, value, key, headers in encoded_outputs(self.codec, self.metrics, produced):
             # aiokafka's producer (Java murmur2 partitioner): keyed by model name
-            await producer.send(
-                self.names.name(topic), value, key=_emit_key(record, key), headers=headers or None
-            )
+            await producer.send(self.names.name(topic), value, key=key, headers=headers)
             self.pending[p] += 1
             self.metrics.outputs.labels(topic=topic.value).inc()
 

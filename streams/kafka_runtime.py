@@ -48,7 +48,7 @@ import socket
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -469,6 +469,25 @@ class PartitionTask:
                 for topic in waiting:
                     self.blocked[topic] = head[0]
                 return out
+
+
+def encoded_outputs(
+    codec: AvroCodec, metrics: WorkerMetrics, produced: Iterable[Produced]
+) -> Iterator[tuple[Topic, bytes, bytes | None, list[tuple[str, bytes]] | None]]:
+    """Each output record as ``(topic, Avro value, key, headers)``, for both engines'
+    producers: keyed by model name, dead letters with their reason headers (and counted in
+    ``metrics``). A record that does not encode — a processor bug; the store has it — is
+    logged and skipped."""
+    for (topic, record), key, headers in produced:
+        if topic == Topic.DEAD_LETTERS:
+            headers = headers or _dead_headers(record)
+            metrics.dead_letters.labels(source_topic=record["source_topic"]).inc()
+        try:
+            value = codec.encode(topic.schema_name, record)
+        except EncodeError as exc:
+            log.error("cannot encode a %s record: %s", topic.schema_name, exc)
+            continue
+        yield topic, value, _emit_key(record, key), headers or None
 
 
 def _emit_key(record: Mapping[str, Any], fallback: bytes | None) -> bytes | None:
@@ -982,18 +1001,9 @@ class KafkaWorker:
 
     def _produce(self, produced: list[Produced]) -> None:
         producer = self._producer
-        encode = self.codec.encode
-        for (topic, record), key, headers in produced:
-            if topic == Topic.DEAD_LETTERS:
-                headers = headers or _dead_headers(record)
-                self.metrics.dead_letters.labels(source_topic=record["source_topic"]).inc()
-            try:
-                value = encode(topic.schema_name, record)
-            except EncodeError as exc:  # a processor bug; the store has the record
-                log.error("cannot encode a %s record: %s", topic.schema_name, exc)
-                continue
+        for topic, value, key, headers in encoded_outputs(self.codec, self.metrics, produced):
             kwargs: dict[str, Any] = {
-                "key": _emit_key(record, key),
+                "key": key,
                 "value": value,
                 "on_delivery": self._on_delivery,
             }

@@ -395,24 +395,13 @@ def _columns(
     if len(numeric) > 1:
         # The common case in one pass: every event has every numeric feature and only
         # numbers (or None) in them. The same conversion as _numeric (None to NaN, bool to
-        # 0/1), so the columns are identical: in the native extension when installed,
-        # else with one C-level item lookup per event and np.fromiter over the rows.
+        # 0/1), so the columns are identical: in the native extension when installed, else
+        # in Python; None (a feature missing somewhere, text in a numeric feature): per
+        # column below.
         matrix = feature_columns(feats, numeric)
+        if matrix is None:
+            matrix = _python_feature_columns(feats, numeric)
         if matrix is not None:
-            for j, name in enumerate(numeric):
-                columns[name] = matrix[j]
-    if len(numeric) > 1 and not columns:
-        getter = operator.itemgetter(*numeric)
-        try:
-            matrix = np.fromiter(
-                itertools.chain.from_iterable(map(getter, feats)),
-                dtype=np.float64,
-                count=len(feats) * len(numeric),
-            ).reshape(len(feats), len(numeric))
-        except (KeyError, TypeError, ValueError):
-            pass  # a feature missing somewhere, or text in a numeric feature: per column below
-        else:
-            matrix = matrix.T.copy()  # one contiguous column per feature
             for j, name in enumerate(numeric):
                 columns[name] = matrix[j]
     for name, fp in profile.features.items():
@@ -430,6 +419,21 @@ def _columns(
         else:
             columns[PREDICTION_FEATURE] = _numeric(preds, "prediction", bad)
     return columns, bad
+
+
+def _python_feature_columns(feats: list[Any], names: list[str]) -> np.ndarray | None:
+    """``schemas.native.feature_columns`` without the extension: one C-level item lookup per
+    event and ``np.fromiter`` over the rows, transposed to one contiguous row per feature."""
+    getter = operator.itemgetter(*names)
+    try:
+        matrix = np.fromiter(
+            itertools.chain.from_iterable(map(getter, feats)),
+            dtype=np.float64,
+            count=len(feats) * len(names),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return matrix.reshape(len(feats), len(names)).T.copy()
 
 
 def _numeric(values: list[Any], name: str, bad: dict[int, str]) -> np.ndarray:
