@@ -171,6 +171,17 @@ def test_faust_app_matches_the_embedded_runtime(
     n_inputs = sum(len(v) for v in data.values())
     assert worker.progress()["counters"]["events"] == n_inputs
     # the default engine's Prometheus metrics: events per topic, partitions, lag 0 at the end
+    # (the lag gauge is set just after a checkpoint's commit, which wait_processed sees)
+    wait_until(
+        lambda: all(
+            v == 0
+            for k, v in metrics(port).items()
+            if k.startswith("driftline_worker_consumer_lag")
+        ),
+        10,
+        "the lag gauge after the last checkpoint",
+        [worker],
+    )
     seen = metrics(port)
     assert sum(v for k, v in seen.items() if k.startswith("driftline_worker_events_total")) == (
         n_inputs
