@@ -140,6 +140,121 @@ class _NumericState:
         self.res_max = keys.max() if keys.size else 0
 
 
+class _NumericBlock:
+    """:meth:`_NumericState.add` of several numeric columns of one batch at once.
+
+    The same state as adding the columns one by one — the same bins (one
+    ``searchsorted`` per column, counted by one ``bincount`` over all of them), the
+    same missing and out-of-range counts and the same reservoir candidates in the same
+    order — with the per-column numpy calls (a dozen each, ~1 µs apiece) done once on
+    the ``(columns, events)`` matrix. A reservoir is only touched when one of its
+    candidates (a finite value whose key can still enter the bottom-k) is in the batch.
+    """
+
+    __slots__ = ("dump", "edges", "hi", "lo", "offsets", "sizes", "states")
+
+    # Up to this many inner edges per column, a value's bin is counted as the number of
+    # edges below it, one comparison per edge on the whole matrix; beyond, searchsorted.
+    MAX_COMPARED_EDGES = 32
+
+    def __init__(self, states: list[_NumericState]) -> None:
+        self.states = states
+        self.sizes = [s.counts.size for s in states]
+        self.offsets = np.cumsum([0, *self.sizes[:-1]]).astype(np.intp)
+        self.dump = int(sum(self.sizes))  # the bin of non-finite values (not counted)
+        self.lo = np.array([s.lo for s in states], dtype=np.float64)
+        self.hi = np.array([s.hi for s in states], dtype=np.float64)
+        # Edges padded with +inf to one (columns, edges) matrix: for a finite value,
+        # searchsorted(edges, v, side="left") is the number of edges e < v, and no value
+        # is above the padding. Only for sorted, NaN-free edges (a reference profile's).
+        width = max(s.edges.size for s in states)
+        self.edges: np.ndarray | None = None
+        if width <= self.MAX_COMPARED_EDGES and all(
+            not np.isnan(s.edges).any() and bool(np.all(s.edges[:-1] <= s.edges[1:]))
+            for s in states
+        ):
+            self.edges = np.full((len(states), width), np.inf)
+            for j, state in enumerate(states):
+                self.edges[j, : state.edges.size] = state.edges
+
+    def add(self, x: np.ndarray, keys: np.ndarray, size: int) -> None:
+        k, n = x.shape
+        finite = np.isfinite(x)
+        n_finite = np.count_nonzero(finite, axis=1).tolist()
+        if self.edges is not None:
+            below = np.zeros((k, n), dtype=np.uint8)
+            above = np.empty((k, n), dtype=bool)
+            for e in range(self.edges.shape[1]):
+                np.greater(x, self.edges[:, e : e + 1], out=above)
+                below += above.view(np.uint8)
+            idx = below.astype(np.intp)
+        else:
+            idx = np.empty((k, n), dtype=np.intp)
+            for j, state in enumerate(self.states):
+                idx[j] = np.searchsorted(state.edges, x[j], side="left")
+        idx += self.offsets[:, None]
+        idx[~finite] = self.dump
+        counts = np.bincount(idx.ravel(), minlength=self.dump + 1)
+        # NaN bounds (empty reference) compare False: every value counts as out of range.
+        in_range = (x >= self.lo[:, None]) & (x <= self.hi[:, None]) & finite
+        n_in_range = np.count_nonzero(in_range, axis=1).tolist()
+        for j, state in enumerate(self.states):
+            state.counts += counts[self.offsets[j] : self.offsets[j] + self.sizes[j]]
+            state.missing += n - n_finite[j]
+            state.out_of_range += n_finite[j] - n_in_range[j]
+        full = np.array([s.res_keys.size >= size for s in self.states])
+        res_max = np.array([s.res_max for s in self.states], dtype=np.uint64)
+        # _NumericState.offer's filter: once full, only keys up to the k-th smallest
+        candidates = finite & ((keys[None, :] <= res_max[:, None]) | ~full[:, None])
+        offered = np.flatnonzero(candidates.any(axis=1)).tolist()
+        if not offered or self._offer_shared(x, keys, candidates, size):
+            return
+        for j in offered:
+            state, take = self.states[j], candidates[j]
+            state.set_reservoir(
+                *_bottom_k(
+                    np.concatenate([state.res_keys, keys[take]]),
+                    np.concatenate([state.res_vals, x[j][take]]),
+                    size,
+                )
+            )
+
+    def _offer_shared(
+        self, x: np.ndarray, keys: np.ndarray, candidates: np.ndarray, size: int
+    ) -> bool:
+        """The reservoirs' update when they all hold the same keys and every column offers
+        the same events (no missing values): the bottom-k of the keys is chosen once and
+        applied to every column's values — what ``_bottom_k`` picks per column, in the same
+        order, unless keys tie at the k-th place (then ties are broken by each column's
+        values: False, nothing changed)."""
+        states = self.states
+        first = states[0].res_keys
+        if not all(s.res_keys is first for s in states) and not all(
+            s.res_keys.size == 0 for s in states
+        ):
+            return False
+        take = candidates[0]
+        if not (candidates == take).all():
+            return False
+        union = np.concatenate([first, keys[take]])
+        if union.size <= size:
+            chosen = None  # everything stays (as _bottom_k)
+        else:
+            kth = np.partition(union, size - 1)[size - 1]
+            below = np.flatnonzero(union < kth)
+            tied = np.flatnonzero(union == kth)
+            if tied.size > size - below.size:
+                return False
+            chosen = np.concatenate([below, tied])
+        values = np.concatenate([np.stack([s.res_vals for s in states]), x[:, take]], axis=1)
+        if chosen is not None:
+            union, values = union[chosen], values[:, chosen]
+        res_max = union.max() if union.size else 0
+        for j, state in enumerate(states):
+            state.res_keys, state.res_vals, state.res_max = union, values[j], res_max
+        return True
+
+
 class _CategoricalState:
     """Counts per category slot; the last slot is "unseen", missing values are counted apart.
 
@@ -221,6 +336,7 @@ class WindowAccumulator:
                 self._numeric[name] = _NumericState(fp)
             else:
                 self._categorical[name] = _CategoricalState(fp)
+        self._block: _NumericBlock | None = None  # built on the first batch that has them all
 
     def update(self, columns: dict[str, np.ndarray], keys: np.ndarray) -> None:
         """Add one batch of events.
@@ -264,11 +380,17 @@ class WindowAccumulator:
             for name, cat in self._categorical.items()
             if name in columns
         }
-        for name, num in self._numeric.items():
-            if name in numeric:
-                num.add(numeric[name], keys, self.reservoir_size)
-            else:
-                num.missing += n
+        if len(numeric) > 1 and len(numeric) == len(self._numeric):
+            # every numeric column present (the common batch): all of them at once
+            if self._block is None:
+                self._block = _NumericBlock(list(self._numeric.values()))
+            self._block.add(np.stack(list(numeric.values())), keys, self.reservoir_size)
+        else:
+            for name, num in self._numeric.items():
+                if name in numeric:
+                    num.add(numeric[name], keys, self.reservoir_size)
+                else:
+                    num.missing += n
         for name, cat in self._categorical.items():
             if name in categorical:
                 cat.add(categorical[name])

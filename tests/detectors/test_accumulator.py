@@ -147,6 +147,71 @@ def test_merge_of_disjoint_accumulators_equals_one_over_the_union(
     assert a.to_state() == whole.to_state()
 
 
+def _numeric_profile(bins: int) -> ReferenceProfile:
+    rng = np.random.default_rng(3)
+    return ReferenceProfile.from_columns(
+        {
+            "x": rng.normal(0, 1, 500),
+            "y": rng.normal(0, 2, 500),
+            "empty": np.full(500, np.nan),  # no reference values: NaN bounds, no edges
+            "one": np.ones(500),  # a single edge
+            "c": rng.choice(["a", "b"], 500),
+        },
+        bins=bins,
+    )
+
+
+# bins=5: bins by comparing with each edge; bins=40 (over 32 edges): by searchsorted
+NUMERIC_PROFILES = {5: _numeric_profile(5), 40: _numeric_profile(40)}
+value = st.one_of(
+    st.floats(-6, 6),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), 1.0, 0.0]),
+)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.tuples(value, value, value, value)), max_size=150),
+    st.sampled_from([5, 40]),
+    st.booleans(),
+    st.integers(1, 20),
+    st.integers(1, 60),
+)
+@settings(max_examples=200, deadline=None)
+def test_all_numeric_columns_at_once_equal_one_column_at_a_time(
+    rows: list[tuple[int, tuple[float, float, float, float]]],
+    bins: int,
+    finite_only: bool,
+    size: int,
+    step: int,
+) -> None:
+    """A batch with every numeric column is added by the block path (binned by edge
+    comparisons or searchsorted, reservoirs chosen once for all columns when they share
+    keys); the per-column ``_NumericState.add`` is the reference: the same counts,
+    missing, out-of-range and the same reservoir arrays, in the same order."""
+    profile = NUMERIC_PROFILES[bins]
+    names = ["x", "y", "empty", "one"]
+    if finite_only:
+        rows = [(k, tuple(v if np.isfinite(v) else 0.5 for v in vs)) for k, vs in rows]
+    block = WindowAccumulator(profile, reservoir_size=size)
+    reference = WindowAccumulator(profile, reservoir_size=size)
+    for lo in range(0, len(rows), step):
+        part = rows[lo : lo + step]
+        keys = np.array([r[0] for r in part], dtype=np.uint64)
+        columns = {
+            n: np.array([r[1][j] for r in part], dtype=np.float64) for j, n in enumerate(names)
+        }
+        block.update({**columns, "c": np.array(["a"] * len(part), dtype=object)}, keys)
+        for name in names:
+            reference._numeric[name].add(columns[name], keys, size)
+    for name in names:
+        got, want = block._numeric[name], reference._numeric[name]
+        assert got.counts.tolist() == want.counts.tolist(), name
+        assert (got.missing, got.out_of_range) == (want.missing, want.out_of_range), name
+        assert got.res_keys.tolist() == want.res_keys.tolist(), name
+        np.testing.assert_array_equal(got.res_vals, want.res_vals)
+        assert int(got.res_max) == int(want.res_max)
+
+
 def test_merge_rejects_incompatible_accumulators() -> None:
     with pytest.raises(ValueError, match="reservoir"):
         WindowAccumulator(PROFILE, 10).merge(WindowAccumulator(PROFILE, 20))
