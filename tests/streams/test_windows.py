@@ -139,6 +139,31 @@ def test_snapshot_restore_mid_stream_equals_uninterrupted() -> None:
     )
 
 
+def test_a_version_1_snapshot_with_json_profiles_still_restores() -> None:
+    """Checkpoints written before profiles were pickled as objects (version 1 kept each
+    profile as its JSON) restore to the same windows."""
+    import pickle
+
+    events = predictions(6, 120, drift_from=3)
+    a = make()
+    ref = a.process(Topic.PREDICTIONS, events) + a.flush()
+    b = make()
+    out = b.process(Topic.PREDICTIONS, events[:333])
+    state = pickle.loads(b.snapshot())
+    assert state["version"] == 2
+    state["version"] = 1
+    state["profiles"] = {k: p.to_json() for k, p in state["profiles"].items()}
+    c = make()
+    c.restore(pickle.dumps(state))
+    out += c.process(Topic.PREDICTIONS, events[333:]) + c.flush()
+    assert sorted(metrics(out), key=lambda r: r["metric_id"]) == sorted(
+        metrics(ref), key=lambda r: r["metric_id"]
+    )
+    state["version"] = 99
+    with pytest.raises(ValueError, match="snapshot version 99"):
+        make().restore(pickle.dumps(state))
+
+
 def test_bad_events_become_dead_letters_with_reasons() -> None:
     proc = make()
     good = predictions(1, 5)
@@ -171,6 +196,12 @@ def test_profile_arrives_as_model_event() -> None:
     assert proc.process(Topic.MODEL_EVENTS, [event]) == []
     out = proc.process(Topic.PREDICTIONS, predictions(2, 50)) + proc.flush()
     assert len(summaries(out)) == 2
+    # a second processor (another partition's) given the same event shares the parsed,
+    # never mutated, profile instead of parsing the JSON again
+    other = DriftWindowProcessor(window_ms=HOUR, allowed_lateness_ms=0)
+    assert other.process(Topic.MODEL_EVENTS, [dict(event, event_id="e2")]) == []
+    assert other._profiles[("churn", "1")] is proc._profiles[("churn", "1")]
+    assert other._profiles[("churn", "1")].to_json() == event["reference_profile"]
     broken = dict(event, reference_profile="{not json")
     dead = proc.process(Topic.MODEL_EVENTS, [broken])
     assert dead and "reference_profile could not be loaded" in dead[0][1]["reason"]
