@@ -24,7 +24,8 @@ _KEYED = (Topic.PREDICTIONS, Topic.LABELS)
 
 
 def _digest(value: str) -> bytes:
-    return hashlib.blake2b(value.encode(), digest_size=12).digest()
+    # (surrogatepass: an id with a lone surrogate still gets a key instead of an exception)
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=12).digest()
 
 
 def _digests(ids: list[str]) -> list[bytes]:
@@ -34,6 +35,70 @@ def _digests(ids: list[str]) -> list[bytes]:
         if out is not None:
             return out
     return [_digest(i) for i in ids]
+
+
+class _RecentIds:
+    """Ids remembered in arrival order, up to ``capacity``, the oldest forgotten first (the
+    interface of the native extension's ``RecentIds``, which is used when installed)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+
+    def add_ids(self, ids: list[Any]) -> list[int] | None:
+        """Remember a batch of ids in order, then forget the oldest beyond the capacity;
+        the indices of the ids remembered already (duplicates: not remembered again).
+        None, with nothing changed, when an id is not an exact ``str``."""
+        if not all(type(pid) is str for pid in ids):
+            return None
+        keys = _digests(ids)
+        seen = self._seen
+        if seen.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
+            # The common batch, no duplicate in it (the same as add_keys, in one step).
+            seen.update(dict.fromkeys(keys))
+            self._trim()
+            return []
+        return self.add_keys(keys)
+
+    def add_keys(self, keys: list[bytes | None]) -> list[int]:
+        """As ``add_ids`` for keys already digested (None: an event without an id, skipped)."""
+        seen = self._seen
+        duplicates = []
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            if key in seen:
+                duplicates.append(i)
+            else:
+                seen[key] = None
+        self._trim()
+        return duplicates
+
+    def _trim(self) -> None:
+        seen = self._seen
+        for _ in range(len(seen) - self.capacity):
+            seen.popitem(last=False)
+
+    def keys(self) -> list[bytes]:
+        """The remembered keys, oldest first."""
+        return list(self._seen)
+
+    def extend(self, keys: list[bytes]) -> None:
+        """Remember keys in order (a restored state), without forgetting any."""
+        self._seen.update(dict.fromkeys(keys))
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def recent_ids(capacity: int, native: bool | None = None) -> Any:
+    """The native ``RecentIds`` when the extension is installed (or ``native=True``), else
+    the Python one: the same behaviour (tested against each other)."""
+    if native is None:
+        native = driftline_native is not None and hasattr(driftline_native, "RecentIds")
+    return driftline_native.RecentIds(capacity) if native else _RecentIds(capacity)
 
 
 class Deduplicator:
@@ -47,11 +112,12 @@ class Deduplicator:
     (1, 1, "duplicate prediction_id 'a' on driftline.predictions: already received")
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, capacity: int = 200_000, *, native: bool | None = None) -> None:
         if capacity <= 0:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
-        self._seen: dict[Topic, OrderedDict[bytes, None]] = {t: OrderedDict() for t in _KEYED}
+        self.native = native
+        self._seen = {t: recent_ids(capacity, native) for t in _KEYED}
         self.duplicates = 0
 
     def filter(self, topic: Topic, records: list[dict]) -> tuple[list[dict], list[Emit]]:
@@ -59,45 +125,32 @@ class Deduplicator:
         if topic not in _KEYED:
             return records, []
         seen = self._seen[topic]
-        kept: list[dict] = []
-        dead: list[Emit] = []
         ids: list[Any] = [rec.get("prediction_id") for rec in records]
-        if all(type(pid) is str for pid in ids):
-            keys: list[bytes | None] = list(_digests(ids))
-        else:
-            keys = [_digest(pid) if isinstance(pid, str) else None for pid in ids]
-        if None not in keys and seen.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
-            # The common batch, no duplicate in it: every record is kept (same result as
-            # the loop below, without a Python step per record).
-            seen.update(dict.fromkeys(keys))
-            kept.extend(records)
-        else:
-            for rec, pid, key in zip(records, ids, keys, strict=True):
-                if key is None:
-                    kept.append(rec)  # the processors dead-letter it with the precise reason
-                    continue
-                if key in seen:
-                    self.duplicates += 1
-                    reason = f"duplicate prediction_id '{pid}' on {topic}: already received"
-                    dead.append(invalid(topic, rec, reason))
-                    continue
-                seen[key] = None
-                kept.append(rec)
-        while len(seen) > self.capacity:
-            seen.popitem(last=False)
-        return kept, dead
+        duplicates = seen.add_ids(ids)
+        if duplicates is None:  # an id that is not a string: the processors dead-letter it
+            duplicates = seen.add_keys([_digest(p) if isinstance(p, str) else None for p in ids])
+        if not duplicates:
+            return list(records), []
+        dead: list[Emit] = []
+        for i in duplicates:
+            pid = ids[i]
+            reason = f"duplicate prediction_id '{pid}' on {topic}: already received"
+            dead.append(invalid(topic, records[i], reason))
+        self.duplicates += len(duplicates)
+        drop = set(duplicates)
+        return [rec for i, rec in enumerate(records) if i not in drop], dead
 
     def state(self) -> dict:
         return {
             "capacity": self.capacity,
             "duplicates": self.duplicates,
-            "seen": {t.value: list(s) for t, s in self._seen.items()},
+            "seen": {t.value: s.keys() for t, s in self._seen.items()},
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> Deduplicator:
-        d = cls(state["capacity"])
+    def from_state(cls, state: dict, *, native: bool | None = None) -> Deduplicator:
+        d = cls(state["capacity"], native=native)
         d.duplicates = state["duplicates"]
         for name, keys in state["seen"].items():
-            d._seen[Topic(name)] = OrderedDict.fromkeys(keys)
+            d._seen[Topic(name)].extend(list(keys))
         return d

@@ -152,7 +152,7 @@ def canonical_json(obj: object) -> bytes:
     except (TypeError, ValueError):
         # Mixed key types cannot be sorted; a repr is still deterministic.
         text = repr(obj)
-    return text.encode("utf-8")
+    return text.encode("utf-8", "backslashreplace")  # (a lone surrogate stays visible)
 
 
 def event_time(topic: Topic, record: object) -> int | None:

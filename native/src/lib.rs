@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 
 mod avro;
+mod dedup;
 mod hashing;
 mod rowbinary;
 mod strings;
@@ -391,6 +392,7 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize_predictions, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_labels, m)?)?;
     m.add_function(wrap_pyfunction!(feature_columns, m)?)?;
+    m.add_class::<dedup::RecentIds>()?;
     // The schemas this build implements: CRC-64-AVRO fingerprints (little-endian, as on
     // the wire) of their Parsing Canonical Form. The codec uses the native path for a
     // schema only when its own fingerprint is this one.

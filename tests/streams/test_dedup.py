@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.native import driftline_native
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
 
 ids = st.sampled_from([f"p{i}" for i in range(12)])
 batches = st.lists(st.lists(ids, max_size=8), max_size=8)
+# the ids memory: the native extension's (as built by `make test`) and the Python one
+IMPLEMENTATIONS = [
+    pytest.param(True, id="native"),
+    pytest.param(False, id="python"),
+]
+
+
+def test_the_native_memory_is_the_default() -> None:
+    assert driftline_native is not None and hasattr(driftline_native, "RecentIds")
+    assert type(Deduplicator()._seen[Topic.LABELS]).__name__ == "RecentIds"
 
 
 def reference(capacity: int, batches: list[list[str]]) -> list[tuple[list[str], list[str]]]:
@@ -33,13 +46,24 @@ def reference(capacity: int, batches: list[list[str]]) -> list[tuple[list[str], 
     return out
 
 
+@pytest.mark.parametrize("native", IMPLEMENTATIONS)
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 10), batches)
-def test_filter_equals_the_reference(capacity: int, batches: list[list[str]]) -> None:
-    d = Deduplicator(capacity)
+@given(capacity=st.integers(1, 10), batches=batches, odd=st.integers(0, 20))
+def test_filter_equals_the_reference(
+    native: bool, capacity: int, batches: list[list[str]], odd: int
+) -> None:
+    d = Deduplicator(capacity, native=native)
+    other = Deduplicator(capacity, native=not native)
     got = []
-    for batch in batches:
-        kept, dead = d.filter(Topic.PREDICTIONS, [{"prediction_id": p} for p in batch])
+    for n, batch in enumerate(batches):
+        records: list[dict[str, Any]] = [{"prediction_id": p} for p in batch]
+        if n == odd and records:
+            # an event without a string id is kept (the processors dead-letter it) and
+            # remembers nothing; the batch around it is filtered as usual
+            records.insert(len(records) // 2, {"prediction_id": 7})
+        kept, dead = d.filter(Topic.PREDICTIONS, records)
+        assert other.filter(Topic.PREDICTIONS, records) == (kept, dead)
+        kept = [r for r in kept if r["prediction_id"] != 7]
         got.append(([r["prediction_id"] for r in kept], [e[1]["reason"] for e in dead]))
     expected = reference(capacity, batches)
     assert [k for k, _ in got] == [k for k, _ in expected]
@@ -51,8 +75,46 @@ def test_filter_equals_the_reference(capacity: int, batches: list[list[str]]) ->
                 == f"duplicate prediction_id '{pid}' on {Topic.PREDICTIONS}: already received"
             )
     assert d.duplicates == sum(len(dup) for _, dup in expected)
-    restored = Deduplicator.from_state(d.state())
+    assert d.state() == other.state()
+    restored = Deduplicator.from_state(d.state(), native=not native)
     assert restored.state() == d.state()
+    # the restored memory goes on exactly as the original
+    tail = [{"prediction_id": f"p{i}"} for i in range(12)]
+    assert restored.filter(Topic.PREDICTIONS, tail) == d.filter(Topic.PREDICTIONS, tail)
+
+
+@pytest.mark.parametrize("native", IMPLEMENTATIONS)
+def test_ids_that_are_not_plain_strings(native: bool) -> None:
+    class Id(str):
+        pass
+
+    d = Deduplicator(native=native)
+    records = [
+        {"prediction_id": Id("a")},
+        {"prediction_id": "a"},  # the same text: a duplicate of the subclass's
+        {"prediction_id": "\ud800"},  # a lone surrogate still gets a key
+        {"prediction_id": "\ud800"},
+        {},
+    ]
+    kept, dead = d.filter(Topic.PREDICTIONS, records)
+    assert kept == [records[0], records[2], records[4]]
+    assert [e[1]["reason"] for e in dead] == [
+        f"duplicate prediction_id 'a' on {Topic.PREDICTIONS}: already received",
+        f"duplicate prediction_id '\ud800' on {Topic.PREDICTIONS}: already received",
+    ]
+
+
+@pytest.mark.parametrize("native", IMPLEMENTATIONS)
+def test_memory_bounds_and_bad_arguments(native: bool) -> None:
+    d = Deduplicator(capacity=1_000, native=native)
+    for start in range(0, 5_000, 500):
+        d.filter(Topic.LABELS, [{"prediction_id": f"x{i}"} for i in range(start, start + 500)])
+    assert len(d._seen[Topic.LABELS]) == 1_000
+    # the oldest are forgotten: the last 1,000 (x4000..x4999) are remembered
+    kept, dead = d.filter(Topic.LABELS, [{"prediction_id": "x4000"}, {"prediction_id": "x3999"}])
+    assert [r["prediction_id"] for r in kept] == ["x3999"] and len(dead) == 1
+    with pytest.raises(ValueError, match="capacity must be positive"):
+        Deduplicator(capacity=0, native=native)
 
 
 def test_the_batch_is_copied_not_shared() -> None:
