@@ -446,6 +446,25 @@ class AvroCodec:
             raise EncodeError(f"payload of {len(data)} bytes exceeds limit {limit}")
         return data
 
+    def encode_all(self, schema_name: str, records: list[dict[str, Any]]) -> list[bytes] | None:
+        """Every record's encoding when the native extension encodes all of them within the
+        size limit (the common batch, without a Python step per record); else None, and
+        :meth:`encode_many` says which records fail and why.
+
+        Raises
+        ------
+        EncodeError
+            Unknown schema.
+        """
+        entry = self._entry(schema_name, EncodeError)
+        native = self._native.get(schema_name)
+        if native is None or type(records) is not list:
+            return None
+        encoded: list[Any] = native.encode_many(entry.header, records)  # bytes | None each
+        if None in encoded or (encoded and max(map(len, encoded)) > self.limit(schema_name)):
+            return None
+        return encoded
+
     def encode_many(
         self, schema_name: str, records: Iterable[Mapping[str, Any]]
     ) -> list[bytes | EncodeError]:
@@ -475,10 +494,12 @@ class AvroCodec:
         entry = self._entry(schema_name, EncodeError)
         batch = records if type(records) is list else list(records)
         native = self._native.get(schema_name)
-        encoded: list[bytes | None] = (
+        encoded: list[Any] = (  # bytes | None each
             native.encode_many(entry.header, batch) if native is not None else [None] * len(batch)
         )
         limit = self.limit(schema_name)
+        if None not in encoded and (not encoded or max(map(len, encoded)) <= limit):
+            return encoded  # (all encoded natively, within the limit)
         out: list[bytes | EncodeError] = []
         append = out.append
         for record, data in zip(batch, encoded, strict=True):

@@ -53,6 +53,7 @@ log = logging.getLogger("driftline.embedded")
 _CHECKPOINT_VERSION = 1
 
 _Write = tuple[Topic, list[dict]]  # records of one topic for the store
+_Run = tuple[Topic, list[dict]]  # consecutive input records of one topic
 
 
 @dataclass
@@ -133,7 +134,8 @@ class EmbeddedRuntime:
         self._checkpoint_path = self.runtime_dir / "checkpoint"
         self._append_lock = threading.Lock()
         # (start, end, records) of spans appended by submit and not yet processed
-        self._inflight: deque[tuple[int, int, list[tuple[Topic, dict]]]] = deque()
+        # appended spans not processed yet: (start, end, runs of records per topic)
+        self._inflight: deque[tuple[int, int, list[_Run]]] = deque()
         self._inflight_records = 0
         self.max_backlog = max_backlog
         self._room = threading.Condition(self._append_lock)  # the backlog went down
@@ -178,10 +180,17 @@ class EmbeddedRuntime:
 
     def _submit(self, topic: Topic, records: list[dict]) -> PublishResult:
         result = PublishResult()
-        entries: list[tuple[Topic, bytes]] = []
-        decoded: list[tuple[Topic, dict]] = []
         normalize = _NORMALIZE.get(topic)
         fast = normalized(topic.schema_name, records) if normalize is not None else None
+        if fast is not None and None not in fast:
+            payloads = self.codec.encode_all(topic.schema_name, records)
+            if payloads is not None:
+                # The common batch: every record valid, encoded and normalized natively.
+                result.accepted.extend(range(len(records)))
+                result.position = self._append_run(topic, payloads, fast)
+                return result
+        entries: list[tuple[Topic, bytes]] = []
+        decoded: list[tuple[Topic, dict]] = []
         now = int(time.time() * 1000)
         accepted = result.accepted
         for i, (rec, data) in enumerate(
@@ -201,7 +210,7 @@ class EmbeddedRuntime:
         # Predictions and labels are handed to the processing thread as validated records
         # as well, so it need not decode what was just encoded; after a restart the same
         # records are decoded from the log, and _NORMALIZE makes both identical.
-        result.position = self._append(entries, decoded if normalize is not None else None)
+        result.position = self._append(entries, _runs(decoded) if normalize is not None else None)
         return result
 
     def publish(self, topic: Topic, records: list[dict]) -> int:
@@ -224,25 +233,32 @@ class EmbeddedRuntime:
         result.position = self._append(entries, None)
         return result
 
-    def _append(
-        self, entries: list[tuple[Topic, bytes]], decoded: list[tuple[Topic, dict]] | None
-    ) -> int:
+    def _append(self, entries: list[tuple[Topic, bytes]], decoded: list[_Run] | None) -> int:
         """Append durably; remember the decoded records of this span for the fast path."""
-        # The log serialises appends itself (write + fsync) and registers the span for the
-        # processing thread (under a short lock of ours) before readers see it; the
-        # processing thread never waits for a disk.
-        register = None
-        if decoded is not None:
-
-            def register(start: int, end: int) -> None:
-                with self._append_lock:
-                    self._inflight.append((start, end, decoded))
-                    self._inflight_records += len(decoded)
-
-        end = self.log.append(entries, register)
+        end = self.log.append(entries, None if decoded is None else self._registrar(decoded))
         self._wake()
         self._wait_for_room()
         return end
+
+    def _append_run(self, topic: Topic, payloads: list[bytes], records: list[dict]) -> int:
+        """``_append`` of one topic's accepted records (framed natively)."""
+        end = self.log.append_run(topic, payloads, self._registrar([(topic, records)]))
+        self._wake()
+        self._wait_for_room()
+        return end
+
+    def _registrar(self, decoded: list[_Run]) -> Callable[[int, int], None]:
+        # The log serialises appends itself (write + fsync) and registers the span for the
+        # processing thread (under a short lock of ours) before readers see it; the
+        # processing thread never waits for a disk.
+        count = sum(len(group) for _, group in decoded)
+
+        def register(start: int, end: int) -> None:
+            with self._append_lock:
+                self._inflight.append((start, end, decoded))
+                self._inflight_records += count
+
+        return register
 
     def _wait_for_room(self) -> None:
         """Back-pressure: while more than ``max_backlog`` accepted records wait for the
@@ -290,17 +306,17 @@ class EmbeddedRuntime:
     def _step(self) -> int:
         fast, stop = self._take_inflight()
         if fast is not None:
-            records, next_pos = fast
-            writes = self._process_records(records)
-            n = len(records)
+            runs, next_pos = fast
+            writes = self._process_records(runs)
+            n = sum(len(group) for _, group in runs)
         else:
             # up to the next span that the fast path can take, if any
             entries, next_pos = self.log.read(self._cursor, self.batch_size, stop=stop)
             if not entries:
                 return 0
             produced: list[Emit] = []
-            records = _decode(self.codec, entries, produced)
-            writes = self._process_records(records, produced)
+            runs = _runs(_decode(self.codec, entries, produced))
+            writes = self._process_records(runs, produced)
             n = len(entries)
         self._cursor = next_pos
         if self._writer is not None:
@@ -322,26 +338,33 @@ class EmbeddedRuntime:
             self.position = position
             self._cond.notify_all()
 
-    def _take_inflight(self) -> tuple[tuple[list[tuple[Topic, dict]], int] | None, int | None]:
+    def _take_inflight(self) -> tuple[tuple[list[_Run], int] | None, int | None]:
         """Decoded records of the spans that start exactly at the current position, if any;
         else None and where the next such span starts (the log read stops there)."""
         with self._append_lock:
             while self._inflight and self._inflight[0][1] <= self._cursor:
-                self._inflight_records -= len(self._inflight.popleft()[2])  # processed (replay)
+                # processed (replay)
+                self._inflight_records -= sum(len(g) for _, g in self._inflight.popleft()[2])
                 self._room.notify_all()
             if not self._inflight:
                 return None, None
             if self._inflight[0][0] != self._cursor:
                 start = self._inflight[0][0]
                 return None, start if start > self._cursor else None
-            records: list[tuple[Topic, dict]] = []
+            runs: list[_Run] = []
+            taken = 0
             end = self._cursor
-            while self._inflight and self._inflight[0][0] == end and len(records) < self.batch_size:
+            while self._inflight and self._inflight[0][0] == end and taken < self.batch_size:
                 _, end, decoded = self._inflight.popleft()
-                records.extend(decoded)
-            self._inflight_records -= len(records)
+                for topic, group in decoded:
+                    taken += len(group)
+                    if runs and runs[-1][0] == topic:  # consecutive records of one topic: one run
+                        runs[-1] = (topic, runs[-1][1] + group)
+                    else:
+                        runs.append((topic, group))
+            self._inflight_records -= taken
             self._room.notify_all()
-            return (records, end), None
+            return (runs, end), None
 
     def drain(self) -> None:
         """Process everything appended so far (in the calling thread when not started)."""
@@ -478,12 +501,13 @@ class EmbeddedRuntime:
                         self._cond.wait(0.2)
 
     def _process_records(
-        self, records: list[tuple[Topic, dict]], produced: list[Emit] | None = None
+        self, runs: list[_Run], produced: list[Emit] | None = None
     ) -> list[_Write]:
-        """Run a batch through dedup and the processors; the store writes it calls for."""
+        """Run a batch (runs of records per topic, in order) through dedup and the
+        processors; the store writes it calls for."""
         produced = produced if produced is not None else []
         inputs: dict[Topic, list[dict]] = {}
-        for topic, group in _runs(records):
+        for topic, group in runs:
             kept, dead = self.dedup.filter(topic, group)
             produced.extend(dead)
             self.counters[f"in:{topic.value}"] += len(kept)
@@ -558,7 +582,7 @@ def _decode(
     return records
 
 
-def _runs(records: list[tuple[Topic, dict]]) -> list[tuple[Topic, list[dict]]]:
+def _runs(records: list[tuple[Topic, dict]]) -> list[_Run]:
     """Consecutive records of the same topic, in order."""
     groups: list[tuple[Topic, list[dict]]] = []
     for topic, rec in records:

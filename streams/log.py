@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from schemas.native import driftline_native
 from schemas.topics import Topic
 
 _HEADER = struct.Struct(">IB")
@@ -90,6 +91,26 @@ class InputLog:
         for topic, payload in entries:
             buf += _HEADER.pack(len(payload), _TOPIC_INDEX[topic])
             buf += payload
+        return self._write(buf, on_durable)
+
+    def append_run(
+        self,
+        topic: Topic,
+        payloads: list[bytes],
+        on_durable: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """``append`` of entries that are all of one topic (framed by the native extension
+        in one call when installed)."""
+        if not payloads:
+            return self._end
+        frames = None
+        if driftline_native is not None and type(payloads) is list:
+            frames = driftline_native.log_frames(payloads, _TOPIC_INDEX[topic])
+        if frames is None:
+            return self.append([(topic, p) for p in payloads], on_durable)
+        return self._write(frames, on_durable)
+
+    def _write(self, buf: bytes | bytearray, on_durable: Callable[[int, int], None] | None) -> int:
         with self._lock:
             self._file.write(buf)
             self._file.flush()

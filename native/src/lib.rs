@@ -374,6 +374,37 @@ fn blake2b_each<'py>(
     guard(|| hashing::digest_list(py, ids, size))
 }
 
+/// The embedded runtime's input-log frames of `payloads`, all of topic `index`:
+/// `[u32 big-endian length][u8 index][payload]` each, concatenated (`streams.log`'s
+/// format); None if an item is not `bytes` or longer than a u32 can say.
+#[pyfunction]
+fn log_frames<'py>(
+    py: Python<'py>,
+    payloads: &Bound<'py, PyList>,
+    index: u8,
+) -> Option<Bound<'py, PyBytes>> {
+    let mut parts: Vec<Bound<'py, PyBytes>> = Vec::with_capacity(payloads.len());
+    let mut total = 0usize;
+    for item in payloads.iter() {
+        let b = item.cast_into::<PyBytes>().ok()?;
+        u32::try_from(b.as_bytes().len()).ok()?;
+        total = total.checked_add(5 + b.as_bytes().len())?;
+        parts.push(b);
+    }
+    PyBytes::new_with(py, total, |buffer| {
+        let mut at = 0;
+        for part in &parts {
+            let data = part.as_bytes();
+            buffer[at..at + 4].copy_from_slice(&(data.len() as u32).to_be_bytes());
+            buffer[at + 4] = index;
+            buffer[at + 5..at + 5 + data.len()].copy_from_slice(data);
+            at += 5 + data.len();
+        }
+        Ok(())
+    })
+    .ok()
+}
+
 #[pymodule]
 fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -393,6 +424,7 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize_labels, m)?)?;
     m.add_function(wrap_pyfunction!(feature_columns, m)?)?;
     m.add_class::<dedup::RecentIds>()?;
+    m.add_function(wrap_pyfunction!(log_frames, m)?)?;
     // The schemas this build implements: CRC-64-AVRO fingerprints (little-endian, as on
     // the wire) of their Parsing Canonical Form. The codec uses the native path for a
     // schema only when its own fingerprint is this one.

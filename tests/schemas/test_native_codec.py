@@ -800,6 +800,23 @@ def test_encode_many_equals_encode_record_by_record(name: str) -> None:
         NAT.encode_many("nope", [base])
 
 
+@pytest.mark.parametrize("name", ["prediction", "label"])
+def test_encode_all_is_encode_many_when_everything_encodes_natively(name: str) -> None:
+    """``encode_all``: the batch's encodings when every record takes the native path within
+    the size limit, else None (then ``encode_many`` says which fail)."""
+    base = PREDICTION if name == "prediction" else LABEL
+    good = [base, {**base, "prediction_id": "p-2"}]
+    assert NAT.encode_all(name, good) == NAT.encode_many(name, good)
+    assert NAT.encode_all(name, []) == []
+    for refused in _refused(name):
+        assert NAT.encode_all(name, [*good, refused]) is None
+    assert NAT.encode_all(name, [*good, None]) is None  # type: ignore[list-item]
+    assert AvroCodec(schema_limits={name: 24}).encode_all(name, good) is None  # over the limit
+    assert PY.encode_all(name, good) is None  # no native path
+    with pytest.raises(EncodeError, match="unknown schema"):
+        NAT.encode_all("nope", good)
+
+
 @FAST
 @given(st.lists(st.text(), max_size=30), st.integers(1, 64))
 def test_blake2b_batches_equal_hashlib(ids: list[str], size: int) -> None:

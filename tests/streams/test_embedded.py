@@ -341,6 +341,29 @@ def test_log_append_reports_the_span_before_readers_see_it(tmp_path) -> None:
     assert [p for _, p in log.read(first)[0]] == [b"de", b"f"]
 
 
+def test_log_append_run_writes_the_frames_of_append(tmp_path, monkeypatch) -> None:
+    """``append_run`` (one topic's payloads, framed by the native extension) writes the
+    bytes ``append`` writes, reports its span the same way, and falls back to ``append``
+    without the extension."""
+    import streams.log as log_module
+
+    payloads = [b"abc", b"", bytes(range(256)) * 3]
+    plain = InputLog(tmp_path / "plain.log")
+    plain.append([(Topic.LABELS, p) for p in payloads])
+    native = InputLog(tmp_path / "native.log")
+    spans: list[tuple[int, int]] = []
+    assert log_module.driftline_native is not None
+    end = native.append_run(Topic.LABELS, payloads, lambda a, b: spans.append((a, b)))
+    assert spans == [(0, end)] and end == plain.end
+    assert (tmp_path / "native.log").read_bytes() == (tmp_path / "plain.log").read_bytes()
+    assert native.read(0)[0] == [(Topic.LABELS, p) for p in payloads]
+    assert native.append_run(Topic.LABELS, []) == end
+    monkeypatch.setattr(log_module, "driftline_native", None)
+    fallback = InputLog(tmp_path / "fallback.log")
+    fallback.append_run(Topic.LABELS, payloads)
+    assert (tmp_path / "fallback.log").read_bytes() == (tmp_path / "plain.log").read_bytes()
+
+
 def test_slow_checkpoints_are_spaced_out(tmp_path, store) -> None:
     """A checkpoint that takes d seconds is followed by a pause of at least d / 5% - d
     (``streams.topology.CHECKPOINT_BUDGET``), however short the configured interval."""
