@@ -16,6 +16,7 @@ with the reason.
 from __future__ import annotations
 
 import math
+import operator
 import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ from schemas.topics import Topic
 from streams.processor import Emit, invalid, stable_id
 
 Task = Literal["classification", "regression"]
+_PREDICTION_ID = operator.itemgetter("prediction_id")
+_PENDING = operator.itemgetter("model_name", "model_version", "timestamp", "prediction")
 ModelVersion = tuple[str, str]
 
 _SNAPSHOT_VERSION = 1
@@ -93,6 +96,8 @@ class _Window:
 
 def _class(value: Any) -> str:
     """Class labels compare as text; 1, 1.0 and "1" are the same class."""
+    if type(value) is str:  # the common case
+        return value
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float) and value.is_integer():
@@ -234,26 +239,24 @@ class LabelJoinProcessor:
         for any other batch.
         """
         try:
-            items = [
-                (
-                    r["prediction_id"],
-                    r["model_name"],
-                    r["model_version"],
-                    r["timestamp"],
-                    r["prediction"],
-                )
-                for r in records
-            ]
+            pids = list(map(_PREDICTION_ID, records))
+            pending_values = list(map(_PENDING, records))  # (model, version, ts, prediction)
         except (KeyError, TypeError):
             return False
-        if not items or not all(type(i[3]) is int and type(i[0]) is str for i in items):
+        if not pids or set(map(type, pids)) != {str}:
+            return False
+        timestamps = [v[2] for v in pending_values]
+        if set(map(type, timestamps)) != {int}:
             return False
         pending = self._predictions
-        for pid, model, version, ts, pred in items:
-            if pid in pending:
-                pending.move_to_end(pid)
-            pending[pid] = (model, version, ts, pred)
-        self._see(max(item[3] for item in items))
+        if pending.keys().isdisjoint(pids) and len(set(pids)) == len(pids):
+            pending.update(zip(pids, pending_values, strict=True))  # all new: appended in order
+        else:
+            for pid, value in zip(pids, pending_values, strict=True):
+                if pid in pending:
+                    pending.move_to_end(pid)
+                pending[pid] = value
+        self._see(max(timestamps))
         return True
 
     def _on_labels(self, records: list[dict]) -> list[Emit]:
@@ -514,6 +517,8 @@ def _loss(task: Task, prediction: Any, label: Any) -> float:
 
 
 def _check_ts(ts: Any) -> None:
+    if type(ts) is int:  # the common case
+        return
     if not isinstance(ts, int) or isinstance(ts, bool):
         raise TypeError("timestamp must be integer epoch milliseconds")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from support.stream_data import HOUR, T0
 
@@ -180,3 +182,52 @@ def test_outputs_are_schema_valid() -> None:
     assert any(t == Topic.DRIFT_DETECTIONS for t, _ in out)
     for topic, rec in out:
         assert codec.decode_as(topic.schema_name, codec.encode(topic.schema_name, rec)) == rec
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["p", "l"]),  # a batch of predictions or of labels
+            st.lists(
+                st.tuples(
+                    st.integers(0, 15),  # id: a small range repeats ids within and across batches
+                    st.integers(0, 3 * HOUR),
+                    st.sampled_from(["yes", "no", 1, 1.0, True]),
+                ),
+                max_size=12,
+            ),
+        ),
+        max_size=10,
+    )
+)
+def test_the_common_prediction_batch_path_equals_the_per_record_loop(batches) -> None:
+    """``_remember_all`` (a batch of well-typed predictions with no label waiting, kept in a
+    few C-level passes) ends in the state the per-record loop of ``_on_predictions`` does:
+    the same pending predictions in the same order, the same outputs."""
+    fast = LabelJoinProcessor(window_ms=HOUR, ttl_ms=2 * HOUR, max_pending=20)
+    loop = LabelJoinProcessor(window_ms=HOUR, ttl_ms=2 * HOUR, max_pending=20)
+    loop._remember_all = lambda records: False  # type: ignore[method-assign]
+    used = 0
+    original = fast._remember_all
+
+    def counting(records):
+        nonlocal used
+        kept = original(records)
+        used += kept
+        return kept
+
+    fast._remember_all = counting  # type: ignore[method-assign]
+    for kind, rows in batches:
+        if kind == "p":
+            records = [pred(i, T0 + ts, p) for i, ts, p in rows]
+            topic = Topic.PREDICTIONS
+        else:
+            records = [label(i, T0 + ts, p) for i, ts, p in rows]
+            topic = Topic.LABELS
+        assert fast.process(topic, records) == loop.process(topic, records)
+        assert list(fast._predictions.items()) == list(loop._predictions.items())
+    assert fast.flush() == loop.flush()
+    assert fast.snapshot() == loop.snapshot()
+    if any(kind == "p" and rows for kind, rows in batches[:1]):
+        assert used  # the first prediction batch (nothing waits yet) took the fast path
