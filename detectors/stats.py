@@ -182,13 +182,23 @@ def _check_ks_method(method: str) -> None:
 def _ecdfs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both samples' ECDFs at every pooled point: ``(pooled sorted values, cdf_a - cdf_b)``.
 
-    ``a`` and ``b`` must be sorted. The pooled points are sorted too (a stable
-    sort of two sorted runs is a linear merge), which makes the ``searchsorted``
-    look-ups sequential — the same points scipy evaluates, in order.
+    ``a`` and ``b`` must be sorted. The same numbers as ``searchsorted(a, pooled,
+    side="right") / a.size - searchsorted(b, pooled, side="right") / b.size`` (the points
+    scipy evaluates), counted in one linear pass instead of two binary searches per
+    point: a stable sort of the two sorted runs is their merge; the running count of
+    ``a``'s values along it, read at the last of each run of equal values, is how many
+    of ``a``'s values are <= that value (likewise ``b``: the position minus ``a``'s).
     """
-    pooled = np.sort(np.concatenate([a, b]), kind="stable")
-    gap = np.searchsorted(a, pooled, side="right") / a.size
-    gap -= np.searchsorted(b, pooled, side="right") / b.size
+    both = np.concatenate([a, b])
+    order = np.argsort(both, kind="stable")
+    pooled = both[order]
+    count_a = np.cumsum(order < a.size)
+    count_b = np.arange(1, pooled.size + 1) - count_a
+    # the last index of each run of equal values, for every index in that run
+    last = np.flatnonzero(np.append(pooled[1:] != pooled[:-1], True))
+    run = np.repeat(last, np.diff(last, prepend=-1))
+    gap = count_a[run] / a.size
+    gap -= count_b[run] / b.size
     return pooled, gap
 
 

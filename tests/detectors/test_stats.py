@@ -16,6 +16,7 @@ from scipy.spatial import distance
 from detectors.stats import (
     Chi2Result,
     KSResult,
+    _ecdfs,
     chi2,
     cramers_v,
     jensenshannon,
@@ -88,6 +89,22 @@ def test_psi_is_non_negative(a: list[float], b: list[float]) -> None:
 
 
 # --- ks --------------------------------------------------------------------------------------
+
+
+@given(samples, samples)
+@settings(max_examples=200, deadline=None)
+def test_ecdf_gaps_counted_by_merging_equal_the_binary_searches(
+    ref: np.ndarray, cur: np.ndarray
+) -> None:
+    """``_ecdfs`` counts along the merge of the two sorted samples; the reference is two
+    ``searchsorted`` per pooled point (what scipy evaluates): the same bits, ties included."""
+    a, b = np.sort(ref), np.sort(cur)
+    pooled, gap = _ecdfs(a, b)
+    expected_pooled = np.sort(np.concatenate([a, b]), kind="stable")
+    expected = np.searchsorted(a, expected_pooled, side="right") / a.size
+    expected -= np.searchsorted(b, expected_pooled, side="right") / b.size
+    assert pooled.tobytes() == expected_pooled.tobytes()
+    assert gap.tobytes() == expected.tobytes()
 
 
 @pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful")
