@@ -261,35 +261,65 @@ class LabelJoinProcessor:
 
     def _on_labels(self, records: list[dict]) -> list[Emit]:
         out: list[Emit] = []
+        pending, models = self._predictions, self._models
         for rec in records:
+            # The common label — text, integer time, its prediction waiting and not expired,
+            # its model's classification state known, its window open — joined directly: what
+            # _on_label does with it, without the checks it passes.
             try:
                 pid, label, ts = rec["prediction_id"], rec["label"], rec["timestamp"]
-                _check_ts(ts)
-                rec["model_name"]
-                if label is None or (isinstance(label, float) and not math.isfinite(label)):
-                    raise TypeError("label must be a finite number or a string")
-            except (KeyError, TypeError) as exc:
-                out.append(invalid(Topic.LABELS, rec, f"invalid label: {_reason(exc)}"))
-                continue
-            self._see(ts)
-            pred = self._predictions.pop(pid, None)
-            if pred is not None and self._expired(pred[2]):
-                # expired by event time even if the batch-end sweep has not removed it yet,
-                # so the join does not depend on how the stream was batched
-                self.counters["predictions_expired"] += 1
+                pred = pending.get(pid)
+            except (KeyError, TypeError):
                 pred = None
-            if pred is None:
-                if pid in self._labels:
-                    self.counters["labels_duplicate"] += 1
-                    out.append(
-                        invalid(Topic.LABELS, rec, f"duplicate label for prediction '{pid}'")
+            if pred is not None and type(ts) is int and type(label) is str and "model_name" in rec:
+                seen = self._max_event_ms
+                if seen is None or ts > seen:
+                    seen = ts
+                key = (pred[0], pred[1])
+                state = models.get(key)
+                if (
+                    pred[2] >= seen - self.ttl_ms
+                    and state is not None
+                    and state.task == "classification"
+                    and (
+                        state.closed_until_ms is None
+                        or ts - ts % self.window_ms >= state.closed_until_ms
                     )
+                ):
+                    self._max_event_ms = seen
+                    del pending[pid]
+                    self._add_joined(key, state, pred[3], label, ts, out)
                     continue
-                self._labels[pid] = rec
-                continue
-            model, version, _, prediction = pred
-            out.extend(self._join(model, version, prediction, rec))
+            self._on_label(rec, out)
         return out
+
+    def _on_label(self, rec: dict, out: list[Emit]) -> None:
+        """One label: checked, joined to its waiting prediction or left waiting."""
+        try:
+            pid, label, ts = rec["prediction_id"], rec["label"], rec["timestamp"]
+            _check_ts(ts)
+            rec["model_name"]
+            if label is None or (isinstance(label, float) and not math.isfinite(label)):
+                raise TypeError("label must be a finite number or a string")
+        except (KeyError, TypeError) as exc:
+            out.append(invalid(Topic.LABELS, rec, f"invalid label: {_reason(exc)}"))
+            return
+        self._see(ts)
+        pred = self._predictions.pop(pid, None)
+        if pred is not None and self._expired(pred[2]):
+            # expired by event time even if the batch-end sweep has not removed it yet,
+            # so the join does not depend on how the stream was batched
+            self.counters["predictions_expired"] += 1
+            pred = None
+        if pred is None:
+            if pid in self._labels:
+                self.counters["labels_duplicate"] += 1
+                out.append(invalid(Topic.LABELS, rec, f"duplicate label for prediction '{pid}'"))
+                return
+            self._labels[pid] = rec
+            return
+        model, version, _, prediction = pred
+        out.extend(self._join(model, version, prediction, rec))
 
     # -- join, windows, detector ----------------------------------------------------------
 
@@ -303,15 +333,33 @@ class LabelJoinProcessor:
                 task=task, detector=ConceptDriftDetector(self.detector, **self.detector_params)
             )
             self._models[key] = state
-        if state.task == "regression" and (isinstance(prediction, str) or isinstance(label, str)):
+        if state.task == "regression" and not (
+            _finite_number(prediction) and _finite_number(label)
+        ):
             return [
                 invalid(
                     Topic.LABELS,
                     label_rec,
-                    f"model '{model}' is a regression model but the label or prediction is text",
+                    f"model '{model}' is a regression model but the label or prediction is "
+                    "not a finite number",
                 )
             ]
         out: list[Emit] = []
+        self._add_joined(key, state, prediction, label, ts, out)
+        return out
+
+    def _add_joined(
+        self,
+        key: ModelVersion,
+        state: _ModelState,
+        prediction: Any,
+        label: Any,
+        ts: int,
+        out: list[Emit],
+    ) -> None:
+        """Count a joined (prediction, label) in its window and the detector; close the
+        windows its watermark passes."""
+        model, version = key
         self.counters["joined"] += 1
         state.joined += 1
         start = ts - ts % self.window_ms
@@ -337,7 +385,6 @@ class LabelJoinProcessor:
                 or watermark - watermark % self.window_ms > state.closed_until_ms
             ):
                 out.extend(self._advance(key, state))
-        return out
 
     def _detection(
         self, model: str, version: str, state: _ModelState, ts: int, loss: float
@@ -502,6 +549,16 @@ class LabelJoinProcessor:
             )
             for key, m in state["models"].items()
         }
+
+
+def _finite_number(value: Any) -> bool:
+    """What a regression loss can be computed from (bool counts as 0/1)."""
+    if not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
 
 
 def _infer_task(prediction: Any, label: Any) -> Task:

@@ -158,6 +158,22 @@ def test_invalid_labels_are_dead_lettered() -> None:
     assert "finite" in reasons[1]
 
 
+def test_a_regression_join_without_two_finite_numbers_is_dead_lettered() -> None:
+    """A regression model's prediction that is missing, NaN, text or beyond float's range
+    gets a dead letter on its label; the numbers around it are joined."""
+    proc = LabelJoinProcessor(window_ms=HOUR)
+    odd = [None, float("nan"), float("inf"), "3.5", 10**400]
+    preds = [pred(0, T0, 1.5)] + [pred(i + 1, T0, p) for i, p in enumerate(odd)]
+    out = proc.process(Topic.PREDICTIONS, preds)
+    out += proc.process(Topic.LABELS, [label(i, T0 + 1, 2.0) for i in range(len(preds))])
+    reasons = [r["reason"] for t, r in out if t == Topic.DEAD_LETTERS]
+    assert len(reasons) == len(odd)
+    assert all("regression model but the label or prediction is not a finite" in r for r in reasons)
+    assert proc.counters["joined"] == 1
+    mae = {m: r["value"] for (_, m), r in perf(proc.flush()).items()}["mae"]
+    assert mae == 0.5
+
+
 def test_snapshot_restore_equals_uninterrupted() -> None:
     preds, labels = _error_stream(3000, change_at=1500, seed=5)
 
@@ -184,7 +200,20 @@ def test_outputs_are_schema_valid() -> None:
         assert codec.decode_as(topic.schema_name, codec.encode(topic.schema_name, rec)) == rec
 
 
-@settings(max_examples=150, deadline=None)
+class _PerRecord(LabelJoinProcessor):
+    """The reference: every prediction batch and every label through the per-record loop."""
+
+    def _remember_all(self, records):
+        return False
+
+    def _on_labels(self, records):
+        out: list = []
+        for rec in records:
+            self._on_label(rec, out)
+        return out
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -192,8 +221,9 @@ def test_outputs_are_schema_valid() -> None:
             st.lists(
                 st.tuples(
                     st.integers(0, 15),  # id: a small range repeats ids within and across batches
-                    st.integers(0, 3 * HOUR),
-                    st.sampled_from(["yes", "no", 1, 1.0, True]),
+                    st.integers(0, 3 * HOUR),  # with a 2 h TTL: some expire, some labels are late
+                    st.sampled_from(["yes", "no", 1, 1.0, 2.5, True, None]),
+                    st.sampled_from(["m", "r"]),  # two models (one may turn out a regression)
                 ),
                 max_size=12,
             ),
@@ -201,13 +231,13 @@ def test_outputs_are_schema_valid() -> None:
         max_size=10,
     )
 )
-def test_the_common_prediction_batch_path_equals_the_per_record_loop(batches) -> None:
-    """``_remember_all`` (a batch of well-typed predictions with no label waiting, kept in a
-    few C-level passes) ends in the state the per-record loop of ``_on_predictions`` does:
-    the same pending predictions in the same order, the same outputs."""
+def test_the_common_batch_paths_equal_the_per_record_loop(batches) -> None:
+    """``_remember_all`` (well-typed predictions with no label waiting, kept in a few C-level
+    passes) and the direct join of common labels in ``_on_labels`` end in the state the
+    per-record loops do: the same pending predictions in the same order, the same outputs,
+    the same snapshot."""
     fast = LabelJoinProcessor(window_ms=HOUR, ttl_ms=2 * HOUR, max_pending=20)
-    loop = LabelJoinProcessor(window_ms=HOUR, ttl_ms=2 * HOUR, max_pending=20)
-    loop._remember_all = lambda records: False  # type: ignore[method-assign]
+    loop = _PerRecord(window_ms=HOUR, ttl_ms=2 * HOUR, max_pending=20)
     used = 0
     original = fast._remember_all
 
@@ -220,10 +250,10 @@ def test_the_common_prediction_batch_path_equals_the_per_record_loop(batches) ->
     fast._remember_all = counting  # type: ignore[method-assign]
     for kind, rows in batches:
         if kind == "p":
-            records = [pred(i, T0 + ts, p) for i, ts, p in rows]
+            records = [pred(i, T0 + ts, p, model=m) for i, ts, p, m in rows]
             topic = Topic.PREDICTIONS
         else:
-            records = [label(i, T0 + ts, p) for i, ts, p in rows]
+            records = [label(i, T0 + ts, p, model=m) for i, ts, p, m in rows]
             topic = Topic.LABELS
         assert fast.process(topic, records) == loop.process(topic, records)
         assert list(fast._predictions.items()) == list(loop._predictions.items())
@@ -231,3 +261,23 @@ def test_the_common_prediction_batch_path_equals_the_per_record_loop(batches) ->
     assert fast.snapshot() == loop.snapshot()
     if any(kind == "p" and rows for kind, rows in batches[:1]):
         assert used  # the first prediction batch (nothing waits yet) took the fast path
+
+
+def test_common_labels_are_joined_directly_with_the_loops_results() -> None:
+    """A stream whose labels all take the direct join gives the per-record loop's outputs."""
+    preds, labels = _error_stream(3000, change_at=1500, seed=7)  # (text classes)
+    fast, loop = LabelJoinProcessor(window_ms=HOUR), _PerRecord(window_ms=HOUR)
+    calls = 0
+    per_label = fast._on_label
+
+    def counting(rec, out):
+        nonlocal calls
+        calls += 1
+        per_label(rec, out)
+
+    fast._on_label = counting  # type: ignore[method-assign]
+    out = fast.process(Topic.PREDICTIONS, preds) + fast.process(Topic.LABELS, labels)
+    ref = loop.process(Topic.PREDICTIONS, preds) + loop.process(Topic.LABELS, labels)
+    assert out == ref and fast.flush() == loop.flush()
+    assert any(t == Topic.DRIFT_DETECTIONS for t, _ in out)
+    assert calls == 1  # only the first label (its model's state is made by the loop)
