@@ -133,7 +133,6 @@ class EmbeddedRuntime:
         self.counters: Counter[str] = Counter()
         self._checkpoint_path = self.runtime_dir / "checkpoint"
         self._append_lock = threading.Lock()
-        # (start, end, records) of spans appended by submit and not yet processed
         # appended spans not processed yet: (start, end, runs of records per topic)
         self._inflight: deque[tuple[int, int, list[_Run]]] = deque()
         self._inflight_records = 0

@@ -350,7 +350,7 @@ class DriftWindowProcessor:
             )
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)  # (each entry holds a profile and its JSON: MBs)
 def profile_from_json(text: str | bytes) -> ReferenceProfile:
     """``ReferenceProfile.from_json``, parsed once per distinct text: the processors of every
     partition (and a replay of the model events) share one (never mutated) profile object
