@@ -122,7 +122,14 @@ def _no_worker_outlives_its_test() -> Iterator[None]:
 
 def committed_of(bootstrap: str, names: TopicNames, topic: Topic) -> int:
     """The group's committed offsets of one input topic, summed over its partitions."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": names.group_id})
+    consumer = Consumer(
+        # (read_uncommitted: committed offsets as they are, see kafka_worker.processed)
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": names.group_id,
+            "isolation.level": "read_uncommitted",
+        }
+    )
     try:
         name = names.name(topic)
         partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
