@@ -222,17 +222,17 @@ class _NumericBlock:
     def _offer_shared(
         self, x: np.ndarray, keys: np.ndarray, candidates: np.ndarray, size: int
     ) -> bool:
-        """The reservoirs' update when they all hold the same keys and every column offers
-        the same events (no missing values): the bottom-k of the keys is chosen once and
-        applied to every column's values — what ``_bottom_k`` picks per column, in the same
-        order, unless keys tie at the k-th place (then ties are broken by each column's
-        values: False, nothing changed)."""
+        """The reservoirs' update when they all hold the same keys, in the same order, and
+        every column offers the same events (no missing values): the bottom-k of the keys
+        is chosen once and applied to every column's values — what ``_bottom_k`` picks per
+        column, in the same order, unless keys tie at the k-th place (then ties are broken
+        by each column's values: False, nothing changed)."""
         states = self.states
         first = states[0].res_keys
         if not all(s.res_keys is first for s in states) and not all(
-            s.res_keys.size == 0 for s in states
+            np.array_equal(s.res_keys, first) for s in states
         ):
-            return False
+            return False  # (equal but not shared: empty, or restored from a snapshot)
         take = candidates[0]
         if not (candidates == take).all():
             return False

@@ -195,6 +195,9 @@ def test_all_numeric_columns_at_once_equal_one_column_at_a_time(
     block = WindowAccumulator(profile, reservoir_size=size)
     reference = WindowAccumulator(profile, reservoir_size=size)
     for lo in range(0, len(rows), step):
+        if lo and lo // step == 2:  # a restart: both restored from their snapshots
+            block = WindowAccumulator.from_state(profile, block.to_state())
+            reference = WindowAccumulator.from_state(profile, reference.to_state())
         part = rows[lo : lo + step]
         keys = np.array([r[0] for r in part], dtype=np.uint64)
         columns = {
@@ -210,6 +213,34 @@ def test_all_numeric_columns_at_once_equal_one_column_at_a_time(
         assert got.res_keys.tolist() == want.res_keys.tolist(), name
         np.testing.assert_array_equal(got.res_vals, want.res_vals)
         assert int(got.res_max) == int(want.res_max)
+
+
+@pytest.mark.parametrize("bins", [5, 40])
+def test_reservoirs_that_diverged_are_not_chosen_together_later(bins: int) -> None:
+    """Missing values in one column make its reservoir differ from the others'; a later
+    batch without missing values must still update each reservoir on its own keys."""
+    profile = NUMERIC_PROFILES[bins]
+    names = ["x", "y", "empty", "one"]
+    rng = np.random.default_rng(11)
+    block = WindowAccumulator(profile, reservoir_size=5)
+    reference = WindowAccumulator(profile, reservoir_size=5)
+    for batch in range(6):
+        size = 40 if batch == 0 else 8
+        keys = rng.integers(0, 2**63, size=size).astype(np.uint64)
+        columns = {n: rng.normal(size=size) for n in names}
+        if batch == 0:
+            columns["x"][::2] = np.nan  # x's reservoir takes other events than y's
+        block.update({**columns, "c": np.array(["a"] * size, dtype=object)}, keys)
+        for name in names:
+            reference._numeric[name].add(columns[name], keys, 5)
+        for name in names:
+            got, want = block._numeric[name], reference._numeric[name]
+            assert got.res_keys.tolist() == want.res_keys.tolist(), (batch, name)
+            np.testing.assert_array_equal(got.res_vals, want.res_vals)
+        if batch == 1:  # (a clean batch met reservoirs that differ)
+            assert reference._numeric["x"].res_keys.tolist() != (
+                reference._numeric["y"].res_keys.tolist()
+            )
 
 
 def test_merge_rejects_incompatible_accumulators() -> None:
