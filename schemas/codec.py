@@ -461,9 +461,7 @@ class AvroCodec:
         if native is None or type(records) is not list:
             return None
         encoded: list[Any] = native.encode_many(entry.header, records)  # bytes | None each
-        if None in encoded or (encoded and max(map(len, encoded)) > self.limit(schema_name)):
-            return None
-        return encoded
+        return encoded if _all_within(encoded, self.limit(schema_name)) else None
 
     def encode_many(
         self, schema_name: str, records: Iterable[Mapping[str, Any]]
@@ -498,7 +496,7 @@ class AvroCodec:
             native.encode_many(entry.header, batch) if native is not None else [None] * len(batch)
         )
         limit = self.limit(schema_name)
-        if None not in encoded and (not encoded or max(map(len, encoded)) <= limit):
+        if _all_within(encoded, limit):
             return encoded  # (all encoded natively, within the limit)
         out: list[bytes | EncodeError] = []
         append = out.append
@@ -746,6 +744,11 @@ class AvroCodec:
         if reason is not None:
             raise DecodeError(reason)
         return entry.name, record
+
+
+def _all_within(encoded: list[Any], limit: int) -> bool:
+    """Whether every native encoding of a batch succeeded (no None) within ``limit`` bytes."""
+    return None not in encoded and (not encoded or max(map(len, encoded)) <= limit)
 
 
 def dead_letter_record(

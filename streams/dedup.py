@@ -116,7 +116,6 @@ class Deduplicator:
         if capacity <= 0:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
-        self.native = native
         self._seen = {t: recent_ids(capacity, native) for t in _KEYED}
         self.duplicates = 0
 

@@ -46,6 +46,7 @@ from streams.topology import (
     checkpoint_due,
     flush_all,
     run_to_completion,
+    topic_runs,
 )
 
 log = logging.getLogger("driftline.embedded")
@@ -209,7 +210,9 @@ class EmbeddedRuntime:
         # Predictions and labels are handed to the processing thread as validated records
         # as well, so it need not decode what was just encoded; after a restart the same
         # records are decoded from the log, and _NORMALIZE makes both identical.
-        result.position = self._append(entries, _runs(decoded) if normalize is not None else None)
+        result.position = self._append(
+            entries, topic_runs(decoded) if normalize is not None else None
+        )
         return result
 
     def publish(self, topic: Topic, records: list[dict]) -> int:
@@ -314,7 +317,7 @@ class EmbeddedRuntime:
             if not entries:
                 return 0
             produced: list[Emit] = []
-            runs = _runs(_decode(self.codec, entries, produced))
+            runs = topic_runs(_decode(self.codec, entries, produced))
             writes = self._process_records(runs, produced)
             n = len(entries)
         self._cursor = next_pos
@@ -579,17 +582,6 @@ def _decode(
                 (Topic.DEAD_LETTERS, dead_letter_record(str(topic), payload, exc, received_at=0))
             )
     return records
-
-
-def _runs(records: list[tuple[Topic, dict]]) -> list[_Run]:
-    """Consecutive records of the same topic, in order."""
-    groups: list[tuple[Topic, list[dict]]] = []
-    for topic, rec in records:
-        if groups and groups[-1][0] == topic:
-            groups[-1][1].append(rec)
-        else:
-            groups.append((topic, [rec]))
-    return groups
 
 
 def _double(value: Any) -> Any:

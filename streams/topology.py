@@ -124,7 +124,7 @@ def run_to_completion(
             if not out:
                 continue
             produced.extend(out)
-            queue.extend(_group(out))
+            queue.extend(topic_runs(out))
     return produced
 
 
@@ -134,13 +134,14 @@ def flush_all(processors: Mapping[str, Processor]) -> list[tuple[Topic, dict]]:
     for name in ROUTES:
         out = processors[name].flush()
         produced.extend(out)
-        for t, recs in _group(out):
+        for t, recs in topic_runs(out):
             produced.extend(run_to_completion(processors, t, recs))
     return produced
 
 
-def _group(emits: list[tuple[Topic, dict]]) -> list[tuple[Topic, list[dict]]]:
-    """Consecutive runs of the same topic, so downstream processors get batches in order."""
+def topic_runs(emits: list[tuple[Topic, dict]]) -> list[tuple[Topic, list[dict]]]:
+    """Consecutive records of the same topic as one batch each, in order (so processors
+    get batches in order)."""
     groups: list[tuple[Topic, list[dict]]] = []
     for t, rec in emits:
         if groups and groups[-1][0] == t:
