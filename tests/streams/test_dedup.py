@@ -121,3 +121,20 @@ def test_the_batch_is_copied_not_shared() -> None:
     records = [{"prediction_id": "a"}, {"prediction_id": "b"}]
     kept, dead = Deduplicator().filter(Topic.LABELS, records)
     assert kept == records and kept is not records and dead == []
+
+
+def test_the_native_memory_refuses_malformed_keys() -> None:
+    """A damaged state (keys of another size, not bytes) is refused with a clear error
+    instead of being remembered as something else."""
+    recent = driftline_native.RecentIds(10)
+    with pytest.raises(ValueError, match="a key is 12 bytes, got 3"):
+        recent.extend([b"abc"])
+    with pytest.raises(TypeError):
+        recent.extend(["not bytes"])
+    with pytest.raises(ValueError, match="a key is 12 bytes, got 0"):
+        recent.add_keys([None, b""])
+    assert len(recent) == 0  # nothing half-remembered
+    with pytest.raises(ValueError, match="a key is 12 bytes"):
+        Deduplicator.from_state(
+            {"capacity": 5, "duplicates": 0, "seen": {Topic.LABELS.value: [b"short"]}}
+        )
