@@ -171,12 +171,27 @@ class EmbeddedRuntime:
             self._thread.start()
         return self
 
-    def submit(self, topic: Topic, records: list[dict]) -> PublishResult:
-        """Validate ``records`` for ``topic``, append them (and dead letters for the invalid ones)."""
+    def submit(
+        self, topic: Topic, records: list[dict], *, wait_for_room: bool = True
+    ) -> PublishResult:
+        """Validate ``records`` for ``topic``, append them (and dead letters for the invalid ones).
+
+        Returns once they are durable and, with ``wait_for_room`` (the default), once the
+        backlog allows more (back-pressure, see ``max_backlog``); a caller that must not
+        block (an event loop) passes False and checks :attr:`backlogged` first.
+        """
         if topic not in INPUT_TOPICS:
             raise ValueError(f"{topic} is not an input topic; inputs are {', '.join(INPUT_TOPICS)}")
         with gc_paused():
-            return self._submit(topic, records)
+            result = self._submit(topic, records)
+        if wait_for_room:
+            self._wait_for_room()
+        return result
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether the records waiting for the processing thread are over half ``max_backlog``."""
+        return self._inflight_records > self.max_backlog // 2
 
     def _submit(self, topic: Topic, records: list[dict]) -> PublishResult:
         result = PublishResult()
@@ -233,20 +248,19 @@ class EmbeddedRuntime:
             )
             entries = [(Topic.DEAD_LETTERS, self.codec.encode("dead_letter", dl))]
         result.position = self._append(entries, None)
+        self._wait_for_room()
         return result
 
     def _append(self, entries: list[tuple[Topic, bytes]], decoded: list[_Run] | None) -> int:
         """Append durably; remember the decoded records of this span for the fast path."""
         end = self.log.append(entries, None if decoded is None else self._registrar(decoded))
         self._wake()
-        self._wait_for_room()
         return end
 
     def _append_run(self, topic: Topic, payloads: list[bytes], records: list[dict]) -> int:
         """``_append`` of one topic's accepted records (framed natively)."""
         end = self.log.append_run(topic, payloads, self._registrar([(topic, records)]))
         self._wake()
-        self._wait_for_room()
         return end
 
     def _registrar(self, decoded: list[_Run]) -> Callable[[int, int], None]:

@@ -420,6 +420,64 @@ def test_batch_of_predictions(client: TestClient, store: ClickHouseStore, shape:
     assert sorted(stored_ids(store)) == [f"p-{i}" for i in range(1, 6)]
 
 
+@dataclass
+class InlineRuntime(FakeRuntime):
+    """A FakeRuntime with the embedded runtime's back-pressure interface: ``backlogged`` and
+    ``submit(..., wait_for_room=...)`` (each call's flag is recorded)."""
+
+    backlogged: bool = False
+    room_flags: list[bool] = field(default_factory=list)
+
+    def submit(
+        self, topic: Topic, records: list[dict[str, Any]], *, wait_for_room: bool = True
+    ) -> PublishResult:
+        self.room_flags.append(wait_for_room)
+        return super().submit(topic, records)
+
+
+def test_common_batches_are_ingested_in_the_event_loop(
+    store: ClickHouseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small batch without ``wait`` is ingested in the event loop (no worker-thread hop)
+    and its submit does not wait for room; a body over INLINE_MAX_BYTES, ``wait=true`` or a
+    backlogged runtime take the worker thread and the waiting submit. Same answers."""
+    import streams.api as api
+
+    hops: list[str] = []
+    real_hop = api.run_in_threadpool
+
+    async def counting_hop(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(func, "__name__", ""))
+        return await real_hop(func, *args, **kwargs)
+
+    monkeypatch.setattr(api, "run_in_threadpool", counting_hop)
+    runtime = InlineRuntime(store)
+    with TestClient(create_app(runtime, make_settings())) as client:
+
+        def post(events: list[dict[str, Any]], **params: str) -> Any:
+            response = client.post(
+                "/v1/predictions", json=events, headers=auth("publisher"), params=params
+            )
+            assert response.status_code == 202, response.text
+            return response.json()
+
+        inline = post([prediction(1), prediction(2)])
+        assert [h for h in hops if h == "_ingest"] == [] and runtime.room_flags == [False]
+        assert post([prediction(3)], wait="true")["processed"] is True
+        assert hops.count("_ingest") == 1 and runtime.room_flags[-1] is True
+        runtime.backlogged = True
+        threaded = post([prediction(4), prediction(5)])
+        assert hops.count("_ingest") == 2 and runtime.room_flags[-1] is True
+        runtime.backlogged = False
+        monkeypatch.setattr(api, "INLINE_MAX_BYTES", 10)
+        post([prediction(6)])
+        assert hops.count("_ingest") == 3 and runtime.room_flags[-1] is True
+    assert {k: v for k, v in inline.items() if k != "position"} == {
+        k: v for k, v in threaded.items() if k != "position"
+    }
+    assert sorted(stored_ids(store)) == [f"p-{i}" for i in range(1, 7)]
+
+
 def test_labels(client: TestClient, store: ClickHouseStore, runtime: FakeRuntime) -> None:
     response = client.post(
         "/v1/labels", json=[label(1), label(2, label="yes")], headers=auth("publisher")

@@ -317,11 +317,24 @@ def test_publishers_wait_while_the_backlog_is_full(tmp_path, store) -> None:
     second.join(0.5)
     assert second.is_alive()  # 120 > 50 records wait: the publisher waits too
     assert rt.log.end > 0 and rt.position == 0
+    assert rt.backlogged  # over half the backlog: the API ingests in a worker thread then
+    # a caller that must not block (the API's event loop) is not held
+    before = rt.log.end
+    extra = [{**e, "prediction_id": f"extra-{i}"} for i, e in enumerate(predictions(1, 3, seed=5))]
+    results: list = []
+    third = threading.Thread(
+        target=lambda: results.append(rt.submit(Topic.PREDICTIONS, extra, wait_for_room=False))
+    )
+    third.start()
+    third.join(5)
+    assert not third.is_alive() and rt.position == 0  # returned while processing is held
+    assert results[0].position > before and results[0].accepted == [0, 1, 2]
     held.set()
     second.join(30)
     assert not second.is_alive()
     rt.drain()
-    assert store.counts()["predictions"] == 120
+    assert store.counts()["predictions"] == 123
+    assert not rt.backlogged
     rt.stop()
 
 
