@@ -478,6 +478,44 @@ def test_common_batches_are_ingested_in_the_event_loop(
     assert sorted(stored_ids(store)) == [f"p-{i}" for i in range(1, 7)]
 
 
+def test_bad_input_ingested_in_the_event_loop_gets_the_same_answers(
+    store: ClickHouseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Malformed JSON, a wrong envelope and an invalid event on the event-loop path: the
+    same 400 / 422 answers and dead letters as through the worker thread, no hop taken."""
+    import streams.api as api
+
+    hops: list[Any] = []
+    real_hop = api.run_in_threadpool
+
+    async def counting_hop(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await real_hop(func, *args, **kwargs)
+
+    monkeypatch.setattr(api, "run_in_threadpool", counting_hop)
+    runtime = InlineRuntime(store)
+    headers = {**auth("publisher"), "Content-Type": "application/json"}
+    with TestClient(create_app(runtime, make_settings())) as client:
+        malformed = client.post("/v1/predictions", content=b'{"events": [', headers=headers)
+        assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["detail"]
+        envelope = client.post("/v1/predictions", content=b'{"events": 3}', headers=headers)
+        assert (
+            envelope.status_code == 422
+            and "'events' must be an array" in (envelope.json()["detail"])
+        )
+        mixed = client.post(
+            "/v1/predictions",
+            json=[prediction(1), prediction(2, timestamp="yesterday")],
+            headers=auth("publisher"),
+        )
+        assert mixed.status_code == 202, mixed.text  # the rest of the batch is accepted
+        body = mixed.json()
+        assert body["accepted"] == 1 and [r["index"] for r in body["rejected"]] == [1]
+    assert [h for h in hops if getattr(h, "__name__", "") == "_ingest"] == []
+    assert len(dead_letters(store)) == 3
+    assert stored_ids(store) == ["p-1"]
+
+
 def test_labels(client: TestClient, store: ClickHouseStore, runtime: FakeRuntime) -> None:
     response = client.post(
         "/v1/labels", json=[label(1), label(2, label="yes")], headers=auth("publisher")
