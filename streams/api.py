@@ -216,7 +216,13 @@ class PublishOutcome(Protocol):
 
 
 class Runtime(Protocol):
-    """The part of ``streams.embedded.EmbeddedRuntime`` (or any runtime) the API uses."""
+    """The part of ``streams.embedded.EmbeddedRuntime`` (or any runtime) the API uses.
+
+    Optional: a runtime with a ``backlogged`` attribute must also take
+    ``submit(..., wait_for_room=False)`` (return without waiting for back-pressure); while
+    it is not backlogged, small batches are then ingested in the event loop itself. A
+    runtime without it is always called from a worker thread.
+    """
 
     @property
     def store(self) -> ClickHouseStore: ...
