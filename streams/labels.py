@@ -15,10 +15,11 @@ with the reason.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import pickle
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,6 +33,12 @@ from streams.processor import Emit, invalid, stable_id
 Task = Literal["classification", "regression"]
 _PREDICTION_ID = operator.itemgetter("prediction_id")
 _PENDING = operator.itemgetter("model_name", "model_version", "timestamp", "prediction")
+_LABEL = operator.itemgetter("label")
+_TIMESTAMP = operator.itemgetter("timestamp")
+_MODEL_NAME = operator.itemgetter("model_name")
+_MODEL_KEY = operator.itemgetter(0, 1)  # of a pending prediction: (model, version)
+_PENDING_TIME = operator.itemgetter(2)
+_PENDING_PREDICTION = operator.itemgetter(3)
 ModelVersion = tuple[str, str]
 
 _SNAPSHOT_VERSION = 1
@@ -70,6 +77,24 @@ class _Window:
             actual[0] += 1
             return 0.0
         return 1.0
+
+    def add_classes(self, predicted: list[str], actual: list[str]) -> None:
+        """``add("classification", p, y)`` for each pair in order (classes already text)."""
+        classes = self.classes
+        for name in dict.fromkeys(
+            itertools.chain.from_iterable(zip(predicted, actual, strict=True))
+        ):
+            if name not in classes:
+                classes[name] = [0, 0, 0]
+        for name, n in Counter(predicted).items():
+            classes[name][1] += n
+        for name, n in Counter(actual).items():
+            classes[name][2] += n
+        hits = Counter(itertools.compress(actual, map(operator.eq, predicted, actual)))
+        for name, n in hits.items():
+            classes[name][0] += n
+        self.n += len(predicted)
+        self.correct += sum(hits.values())
 
     def metrics(self, task: Task, positive: str | None) -> dict[str, float]:
         if self.n == 0:
@@ -261,6 +286,135 @@ class LabelJoinProcessor:
 
     def _on_labels(self, records: list[dict]) -> list[Emit]:
         out: list[Emit] = []
+        i, n, misses = 0, len(records), 0
+        while i < n:
+            # Runs of common labels joined together (_join_run); the rest one by one. A batch
+            # whose runs keep breaking (late labels, several models) stops trying after a few.
+            taken = self._join_run(records[i:] if i else records, out) if misses < 4 else 0
+            if taken:
+                i += taken
+                continue
+            misses += 1
+            end = n if misses >= 4 else i + 1
+            self._each_label(records[i:end], out)
+            i = end
+        return out
+
+    def _join_run(self, records: list[dict], out: list[Emit]) -> int:
+        """Join the longest leading run of common labels in one go; how many were joined.
+
+        A common label (as in :meth:`_each_label`'s direct join): text label, integer time,
+        its prediction waiting and unexpired, of the run's one classification model whose
+        state exists, in a window still open. The run ends before the first label that is
+        not, and at the label whose time moves the model's watermark into a new window
+        (which closes windows, as :meth:`_new_label_time` does after that label). The same
+        end state and outputs as the per-label loop — pending order, window classes in
+        first-seen order, detector fed in order, detections with their joined count.
+        """
+        try:
+            pids = list(map(_PREDICTION_ID, records))
+            labels = list(map(_LABEL, records))
+            times = list(map(_TIMESTAMP, records))
+            list(map(_MODEL_NAME, records))  # (present: what the per-label checks ask)
+        except (KeyError, TypeError):
+            return 0
+        if set(map(type, labels)) != {str} or set(map(type, times)) != {int}:
+            return 0
+        if len(set(pids)) != len(pids):  # the run ends before a repeated id
+            first: dict[str, None] = {}
+            for i, pid in enumerate(pids):
+                if pid in first:
+                    del pids[i:], labels[i:], times[i:]
+                    break
+                first[pid] = None
+        pending = self._predictions
+        preds = list(map(pending.get, pids))
+        if None in preds:
+            first = preds.index(None)
+            if first == 0:
+                return 0
+            del pids[first:], labels[first:], times[first:], preds[first:]
+        keys = set(map(_MODEL_KEY, preds))
+        if len(keys) != 1:
+            return 0
+        key = keys.pop()
+        state = self._models.get(key)
+        if state is None or state.task != "classification" or state.closed_until_ms is None:
+            return 0
+        try:
+            ts = np.array(times, dtype=np.int64)
+            pred_ts = np.array(list(map(_PENDING_TIME, preds)), dtype=np.int64)
+        except (OverflowError, TypeError, ValueError):
+            return 0
+        seen = np.maximum.accumulate(ts)
+        if self._max_event_ms is not None:
+            np.maximum(seen, self._max_event_ms, out=seen)
+        closed = state.closed_until_ms
+        common = (pred_ts >= seen - self.ttl_ms) & (ts - ts % self.window_ms >= closed)
+        n = int(np.argmin(common)) if not common.all() else len(pids)
+        if n == 0:
+            return 0
+        newest = np.maximum.accumulate(ts[:n])
+        if state.max_label_ms is not None:
+            np.maximum(newest, state.max_label_ms, out=newest)
+        watermark = newest - self.allowed_lateness_ms
+        moves = np.flatnonzero(watermark - watermark % self.window_ms > closed)
+        if moves.size:
+            n = int(moves[0]) + 1  # that label closes windows after it is counted
+        self._join_common(key, state, pids[:n], labels[:n], times[:n], preds[:n], out)
+        self._max_event_ms = int(seen[n - 1])
+        if state.max_label_ms is None or int(newest[n - 1]) > state.max_label_ms:
+            self._new_label_time(key, state, int(newest[n - 1]), out)
+        return n
+
+    def _join_common(
+        self,
+        key: ModelVersion,
+        state: _ModelState,
+        pids: list[str],
+        labels: list[str],
+        times: list[int],
+        preds: list[tuple[str, str, int, Any]],
+        out: list[Emit],
+    ) -> None:
+        """Count joined classification pairs (labels in open windows) in their windows and
+        the detector, in order: what _add_joined does for each, without closing windows."""
+        pending = self._predictions
+        for pid in pids:
+            del pending[pid]
+        predicted = list(map(_PENDING_PREDICTION, preds))
+        if set(map(type, predicted)) != {str}:
+            predicted = list(map(_class, predicted))
+        starts = np.asarray(times, dtype=np.int64)
+        starts -= starts % self.window_ms
+        if (starts == starts[0]).all():
+            runs = [(int(starts[0]), predicted, labels)]
+        else:  # (labels across a window boundary: each window's pairs, in order)
+            runs = [
+                (
+                    start,
+                    list(itertools.compress(predicted, mask)),
+                    list(itertools.compress(labels, mask)),
+                )
+                for start in dict.fromkeys(starts.tolist())
+                for mask in [(starts == start).tolist()]
+            ]
+        for start, p, y in runs:
+            window = state.windows.get(start)
+            if window is None:
+                window = state.windows[start] = _Window()
+            window.add_classes(p, y)
+        losses = [1.0 if wrong else 0.0 for wrong in map(operator.ne, predicted, labels)]
+        joined = state.joined
+        self.counters["joined"] += len(pids)
+        model, version = key
+        for i in state.detector.update_many(losses):
+            state.joined = joined + i + 1
+            self.counters["concept_drifts"] += 1
+            out.append(self._detection(model, version, state, times[i], losses[i]))
+        state.joined = joined + len(pids)
+
+    def _each_label(self, records: list[dict], out: list[Emit]) -> None:
         pending, models = self._predictions, self._models
         for rec in records:
             # The common label — text, integer time, its prediction waiting and not expired,
@@ -291,7 +445,6 @@ class LabelJoinProcessor:
                     self._add_joined(key, state, pred[3], label, ts, out)
                     continue
             self._on_label(rec, out)
-        return out
 
     def _on_label(self, rec: dict, out: list[Emit]) -> None:
         """One label: checked, joined to its waiting prediction or left waiting."""
@@ -376,15 +529,21 @@ class LabelJoinProcessor:
             self.counters["concept_drifts"] += 1
             out.append(self._detection(model, version, state, ts, loss))
         if state.max_label_ms is None or ts > state.max_label_ms:
-            state.max_label_ms = ts
-            # Every open window starts at or after closed_until_ms (earlier ones are late),
-            # so there is something to close only once the watermark's window boundary moves.
-            watermark = ts - self.allowed_lateness_ms
-            if (
-                state.closed_until_ms is None
-                or watermark - watermark % self.window_ms > state.closed_until_ms
-            ):
-                out.extend(self._advance(key, state))
+            self._new_label_time(key, state, ts, out)
+
+    def _new_label_time(
+        self, key: ModelVersion, state: _ModelState, ts: int, out: list[Emit]
+    ) -> None:
+        """A model's newest label time moved to ``ts``: close the windows its watermark passes."""
+        state.max_label_ms = ts
+        # Every open window starts at or after closed_until_ms (earlier ones are late), so
+        # there is something to close only once the watermark's window boundary moves.
+        watermark = ts - self.allowed_lateness_ms
+        if (
+            state.closed_until_ms is None
+            or watermark - watermark % self.window_ms > state.closed_until_ms
+        ):
+            out.extend(self._advance(key, state))
 
     def _detection(
         self, model: str, version: str, state: _ModelState, ts: int, loss: float

@@ -264,20 +264,122 @@ def test_the_common_batch_paths_equal_the_per_record_loop(batches) -> None:
 
 
 def test_common_labels_are_joined_directly_with_the_loops_results() -> None:
-    """A stream whose labels all take the direct join gives the per-record loop's outputs."""
+    """A stream whose labels all take the direct join gives the per-record loop's outputs;
+    all but the first label (its model's state is made by the loop) are joined in runs."""
     preds, labels = _error_stream(3000, change_at=1500, seed=7)  # (text classes)
     fast, loop = LabelJoinProcessor(window_ms=HOUR), _PerRecord(window_ms=HOUR)
-    calls = 0
-    per_label = fast._on_label
+    calls, in_runs = 0, 0
+    per_label, join_common = fast._on_label, fast._join_common
 
     def counting(rec, out):
         nonlocal calls
         calls += 1
         per_label(rec, out)
 
+    def counting_runs(key, state, pids, *rest):
+        nonlocal in_runs
+        in_runs += len(pids)
+        join_common(key, state, pids, *rest)
+
     fast._on_label = counting  # type: ignore[method-assign]
+    fast._join_common = counting_runs  # type: ignore[method-assign]
     out = fast.process(Topic.PREDICTIONS, preds) + fast.process(Topic.LABELS, labels)
     ref = loop.process(Topic.PREDICTIONS, preds) + loop.process(Topic.LABELS, labels)
     assert out == ref and fast.flush() == loop.flush()
+    assert fast.snapshot() == loop.snapshot()
     assert any(t == Topic.DRIFT_DETECTIONS for t, _ in out)
-    assert calls == 1  # only the first label (its model's state is made by the loop)
+    assert calls == 1
+    assert in_runs == len(labels) - 1
+
+
+@st.composite
+def _label_streams(draw):
+    """Predictions with times drifting forward (up to ~13 h: windows close, the 2 h TTL
+    expires predictions), most followed by a text label a little later or earlier (late
+    labels, labels before their prediction), a few labels of unknown or repeated ids,
+    mostly one model; merged by time and cut into batches of one kind."""
+    n = draw(st.integers(1, 80))
+    events: list[tuple[int, int, str, dict]] = []
+    t = T0
+    for i in range(n):
+        t += draw(st.integers(0, 10 * 60_000))
+        model = draw(st.sampled_from(["m", "m", "m", "n"]))
+        events.append((t, 0, "p", pred(i, t, draw(st.sampled_from(["yes", "no", 1, True])), model)))
+        if draw(st.integers(0, 9)) < 8:
+            lt = t + draw(st.integers(-5 * 60_000, 40 * 60_000))
+            y = draw(st.sampled_from(["yes", "no", "maybe"]))
+            events.append((lt, 1, "l", label(i, lt, y, model)))
+        if draw(st.integers(0, 19)) == 0:  # an unknown id, or one labelled twice
+            j = draw(st.sampled_from([n + i, i]))
+            events.append((t, 1, "l", label(j, t, "yes", model)))
+    events.sort(key=lambda e: e[:2])
+    batches: list[tuple[Topic, list[dict]]] = []
+    for _, _, kind, rec in events:
+        topic = Topic.PREDICTIONS if kind == "p" else Topic.LABELS
+        if batches and batches[-1][0] == topic and len(batches[-1][1]) < draw(st.integers(1, 30)):
+            batches[-1][1].append(rec)
+        else:
+            batches.append((topic, [rec]))
+    return batches
+
+
+@settings(max_examples=300, deadline=None)
+@given(_label_streams())
+def test_runs_of_common_labels_equal_the_per_record_loop(batches) -> None:
+    """Text labels joined in runs (``_join_run``: one model, windows open, predictions
+    waiting and unexpired; a run ends where the watermark moves into a new window) end
+    where the per-label loop does: the same outputs in the same order (detections with
+    their joined counts, closed windows' metrics), pending predictions and snapshots
+    (open windows' classes in first-seen order)."""
+    fast = LabelJoinProcessor(window_ms=HOUR, ttl_ms=2 * HOUR, max_pending=60)
+    loop = _PerRecord(window_ms=HOUR, ttl_ms=2 * HOUR, max_pending=60)
+    for topic, records in batches:
+        assert fast.process(topic, records) == loop.process(topic, records)
+        assert fast.snapshot() == loop.snapshot()
+    assert fast.flush() == loop.flush()
+    assert fast.snapshot() == loop.snapshot()
+
+
+def test_label_runs_cover_window_closes_detections_and_breaks() -> None:
+    """The run join on a stream that needs every part of it: labels spanning window
+    boundaries (the watermark closes windows inside a batch), a concept drift detected
+    inside a run, labels whose prediction has not arrived, a late label, a repeated id
+    and a second model. Outputs, pending predictions and snapshots equal the loop's."""
+    rng = np.random.default_rng(3)
+    n = 6000
+    ts = T0 + np.arange(n) * 2_000  # 2 s apart: ~3.3 h
+    preds = [pred(i, int(ts[i]), "yes" if i % 3 else "no") for i in range(n)]
+    wrong = np.where(np.arange(n) < n // 2, 0.05, 0.6)  # the error rate jumps halfway
+    labels = []
+    for i in range(n):
+        y = preds[i]["prediction"]
+        if rng.random() < wrong[i]:
+            y = "no" if y == "yes" else "yes"
+        labels.append(label(i, int(ts[i]) + 60_000, y))
+    labels[100]["prediction_id"] = "not-yet"  # waits for its prediction
+    labels.insert(2000, dict(labels[1990]))  # a repeated id: a duplicate label
+    labels.insert(4000, labels.pop(50))  # late: its window closed long before it comes
+    labels.insert(4500, label(7, int(ts[4500]), "no", model="other"))  # no such prediction
+    fast, loop = LabelJoinProcessor(window_ms=HOUR), _PerRecord(window_ms=HOUR)
+    in_runs, join_common = 0, fast._join_common
+
+    def counting_runs(key, state, pids, *rest):
+        nonlocal in_runs
+        in_runs += len(pids)
+        join_common(key, state, pids, *rest)
+
+    fast._join_common = counting_runs  # type: ignore[method-assign]
+    out, ref = fast.process(Topic.PREDICTIONS, preds), loop.process(Topic.PREDICTIONS, preds)
+    for i in range(0, len(labels), 1000):
+        out += fast.process(Topic.LABELS, labels[i : i + 1000])
+        ref += loop.process(Topic.LABELS, labels[i : i + 1000])
+        assert fast.snapshot() == loop.snapshot()
+    assert out == ref
+    assert list(fast._predictions.items()) == list(loop._predictions.items())
+    assert fast.flush() == loop.flush() and fast.snapshot() == loop.snapshot()
+    kinds = [t for t, _ in out]
+    assert Topic.DRIFT_DETECTIONS in kinds and Topic.PERFORMANCE_METRICS in kinds
+    # the repeated id, the early label and the other model's wait for their predictions
+    assert {"p1990", "not-yet", "p7"} <= set(fast._labels)
+    assert fast.counters["late_labels"] == 1
+    assert in_runs > n * 0.9
