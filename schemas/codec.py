@@ -246,12 +246,13 @@ class _Native:
     decode: Callable[[bytes, int], dict[str, Any] | None]
     decode_many: Callable[[list[bytes], int], list[dict[str, Any] | None]]
     encode_many: Callable[[bytes, list[Any]], list[bytes | None]]
+    decode_all: Callable[[list[Any], bytes, int], list[dict[str, Any]] | None]
 
 
-# Schema name → (fingerprint, encode, decode, batch decode, batch encode) attributes of
-# driftline_native, and the optional fields whose default (null) the native encoder writes
-# when absent.
-_NATIVE_API: Final[dict[str, tuple[tuple[str, str, str, str, str], tuple[str, ...]]]] = {
+# Schema name → (fingerprint, encode, decode, batch decode, batch encode, whole-batch
+# decode) attributes of driftline_native, and the optional fields whose default (null)
+# the native encoder writes when absent.
+_NATIVE_API: Final[dict[str, tuple[tuple[str, str, str, str, str, str], tuple[str, ...]]]] = {
     "prediction": (
         (
             "PREDICTION_FINGERPRINT",
@@ -259,11 +260,19 @@ _NATIVE_API: Final[dict[str, tuple[tuple[str, str, str, str, str], tuple[str, ..
             "decode_prediction",
             "decode_predictions",
             "encode_predictions",
+            "decode_predictions_all",
         ),
         ("scores", "segment"),
     ),
     "label": (
-        ("LABEL_FINGERPRINT", "encode_label", "decode_label", "decode_labels", "encode_labels"),
+        (
+            "LABEL_FINGERPRINT",
+            "encode_label",
+            "decode_label",
+            "decode_labels",
+            "encode_labels",
+            "decode_labels_all",
+        ),
         ("model_version",),
     ),
 }
@@ -608,8 +617,15 @@ class AvroCodec:
         ValueError
             ``schema_name`` is not a known schema (a programming error, not bad input).
         """
-        self._entry(schema_name, ValueError)
+        entry = self._entry(schema_name, ValueError)
         batch = items if type(items) is list else list(items)
+        native = self._native.get(schema_name)
+        if native is not None:
+            # The common batch: every payload in the current schema's single-object
+            # encoding, within its limit, decoded natively — checked there in one call.
+            records = native.decode_all(batch, entry.header, self.limit(schema_name))
+            if records is not None:
+                return cast(list[dict[str, Any] | DecodeError], records)
         found: list[tuple[str, dict[str, Any]] | DecodeError | None] = [None] * len(batch)
         if self._native_headers:
             self._decode_native_runs(batch, found)

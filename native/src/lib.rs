@@ -332,6 +332,61 @@ fn decode_labels<'py>(
     decode_many(py, avro::Schema::Label, payloads, start)
 }
 
+/// Every payload decoded, or None as soon as one is not: each must be exact `bytes` of at
+/// most `max_len` bytes that starts with `header` (the current schema's single-object
+/// header) and holds one record after it. The caller's common batch in one call, with
+/// the checks `AvroCodec._decode_native_runs` makes per payload in Python.
+fn decode_all<'py>(
+    py: Python<'py>,
+    schema: avro::Schema,
+    payloads: &Bound<'py, PyList>,
+    header: &[u8],
+    max_len: usize,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    let out = PyList::empty(py);
+    strings::with_cache(|mut cache| {
+        for item in payloads.iter() {
+            if !item.is_exact_instance_of::<PyBytes>() {
+                return Ok(None);
+            }
+            let Ok(b) = item.cast::<PyBytes>() else {
+                return Ok(None);
+            };
+            let data = b.as_bytes();
+            if data.len() > max_len || !data.starts_with(header) {
+                return Ok(None);
+            }
+            match guard(|| avro::decode(py, schema, data, header.len(), cache.as_deref_mut())) {
+                Some(record) => out.append(record)?,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    })
+}
+
+/// `decode_all` of `prediction` payloads.
+#[pyfunction]
+fn decode_predictions_all<'py>(
+    py: Python<'py>,
+    payloads: &Bound<'py, PyList>,
+    header: &[u8],
+    max_len: usize,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    decode_all(py, avro::Schema::Prediction, payloads, header, max_len)
+}
+
+/// `decode_all` of `label` payloads.
+#[pyfunction]
+fn decode_labels_all<'py>(
+    py: Python<'py>,
+    payloads: &Bound<'py, PyList>,
+    header: &[u8],
+    max_len: usize,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    decode_all(py, avro::Schema::Label, payloads, header, max_len)
+}
+
 /// RowBinary rows (columns of `COLUMNS["predictions"]`) of decoded `prediction` records,
 /// or None when any record is outside the strict shape (use the Python rows instead).
 #[pyfunction]
@@ -416,6 +471,8 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_label, m)?)?;
     m.add_function(wrap_pyfunction!(decode_predictions, m)?)?;
     m.add_function(wrap_pyfunction!(decode_labels, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_predictions_all, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_labels_all, m)?)?;
     m.add_function(wrap_pyfunction!(rowbinary_predictions, m)?)?;
     m.add_function(wrap_pyfunction!(rowbinary_labels, m)?)?;
     m.add_function(wrap_pyfunction!(blake2b_concat, m)?)?;

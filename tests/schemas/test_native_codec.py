@@ -895,6 +895,56 @@ def test_decode_many_as_equals_decode_as_payload_by_payload() -> None:
         NAT.decode_many_as("nope", [good])
 
 
+class _Bytes(bytes):
+    """A bytes subclass: decoded by the Python path, never by the native one."""
+
+
+@pytest.mark.parametrize("schema_name", ["prediction", "label"])
+def test_decode_many_as_whole_batch_path_and_each_reason_to_leave_it(schema_name: str) -> None:
+    """A batch of current-schema payloads is decoded in one native call (``decode_all``),
+    equal to decode_as payload by payload; one payload that the per-payload checks would
+    send elsewhere — a bytes subclass, over the size limit, another schema's header,
+    truncated, trailing bytes, not bytes at all — makes the native call decline the whole
+    batch (None), and the general path then gives each payload its own outcome."""
+    base = PREDICTION if schema_name == "prediction" else LABEL
+    other = "label" if schema_name == "prediction" else "prediction"
+    good = [
+        NAT.encode(
+            schema_name, {**base, "prediction_id": f"p-{i}", "timestamp": base["timestamp"] + i}
+        )
+        for i in range(20)
+    ]
+    native = NAT._native[schema_name]
+    header, limit = NAT._current[schema_name].header, NAT.limit(schema_name)
+    expected = [strict(PY.decode_as(schema_name, data)) for data in good]
+    whole = native.decode_all(good, header, limit)
+    assert whole is not None and [strict(r) for r in whole] == expected
+    assert [strict(r) for r in NAT.decode_many_as(schema_name, good)] == expected
+    assert native.decode_all(good, header, max(map(len, good)) - 1) is None  # over the limit
+    spoilers: list[Any] = [
+        _Bytes(good[3]),
+        good[3] + b"\x00",  # a trailing byte
+        good[3][:-2],  # truncated
+        good[3][:2] + bytes(b ^ 0xFF for b in good[3][2:10]) + good[3][10:],  # unknown fingerprint
+        NAT.encode(other, PREDICTION if other == "prediction" else LABEL),
+        b"\x00garbage",
+        bytearray(good[3]),
+        7,
+    ]
+    rng = random.Random(5)
+    for spoiler in spoilers:
+        batch = list(good)
+        batch.insert(rng.randrange(len(batch) + 1), spoiler)
+        assert native.decode_all(batch, header, limit) is None, spoiler
+        many = NAT.decode_many_as(schema_name, batch)
+        for data, got in zip(batch, many, strict=True):
+            reference = outcome(NAT.decode_as, schema_name, data)
+            if isinstance(got, DecodeError):
+                assert reference[0] == "DecodeError", data
+            else:
+                assert reference == ("ok", strict(got)), data
+
+
 # --- normalize ------------------------------------------------------------------------------
 
 
