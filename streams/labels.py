@@ -288,13 +288,17 @@ class LabelJoinProcessor:
         out: list[Emit] = []
         i, n, misses = 0, len(records), 0
         while i < n:
-            # Runs of common labels joined together (_join_run); the rest one by one. A batch
-            # whose runs keep breaking (late labels, several models) stops trying after a few.
-            taken = self._join_run(records[i:] if i else records, out) if misses < 4 else 0
-            if taken:
-                i += taken
-                continue
-            misses += 1
+            # Runs of common labels joined together (_join_run); the rest one by one. A try
+            # costs a few passes over the rest of the batch: after four that joined nothing or
+            # a short run (late labels, labels before their predictions, several models) the
+            # rest of the batch goes one by one, so no batch costs much more than that.
+            if misses < 4:
+                taken = self._join_run(records[i:] if i else records, out)
+                if taken < 16 and i + taken < n:
+                    misses += 1
+                if taken:
+                    i += taken
+                    continue
             end = n if misses >= 4 else i + 1
             self._each_label(records[i:end], out)
             i = end
@@ -311,7 +315,10 @@ class LabelJoinProcessor:
         end state and outputs as the per-label loop — pending order, window classes in
         first-seen order, detector fed in order, detections with their joined count.
         """
+        pending = self._predictions
         try:
+            if pending.get(records[0]["prediction_id"]) is None:
+                return 0  # (the first label does not join: no run, found at once)
             pids = list(map(_PREDICTION_ID, records))
             labels = list(map(_LABEL, records))
             times = list(map(_TIMESTAMP, records))
@@ -327,7 +334,6 @@ class LabelJoinProcessor:
                     del pids[i:], labels[i:], times[i:]
                     break
                 first[pid] = None
-        pending = self._predictions
         preds = list(map(pending.get, pids))
         if None in preds:
             first = preds.index(None)

@@ -383,3 +383,30 @@ def test_label_runs_cover_window_closes_detections_and_breaks() -> None:
     assert {"p1990", "not-yet", "p7"} <= set(fast._labels)
     assert fast.counters["late_labels"] == 1
     assert in_runs > n * 0.9
+
+
+def test_a_batch_whose_runs_keep_breaking_is_tried_a_few_times_then_joined_one_by_one() -> None:
+    """Labels alternating between a waiting prediction and none (labels ahead of their
+    predictions) make runs of one: after four such tries the rest of the batch goes through
+    the per-label loop — each try costs passes over the rest of the batch, so trying at
+    every label would be quadratic. The outcome equals the loop's."""
+    preds = [pred(i, T0 + i * 1000, "yes") for i in range(0, 2000, 2)]
+    labels = [label(i, T0 + i * 1000 + 1, "no" if i % 6 == 0 else "yes") for i in range(1, 2000)]
+    fast, loop = LabelJoinProcessor(window_ms=HOUR), _PerRecord(window_ms=HOUR)
+    tries, join_run = 0, fast._join_run
+
+    def counting(records, out):
+        nonlocal tries
+        tries += 1
+        return join_run(records, out)
+
+    fast._join_run = counting  # type: ignore[method-assign]
+    for p in (fast, loop):
+        p.process(Topic.PREDICTIONS, preds[:1])
+        p.process(Topic.LABELS, [label(0, T0 + 1, "yes")])  # the model's state exists
+        p.process(Topic.PREDICTIONS, preds[1:])
+    tries = 0
+    assert fast.process(Topic.LABELS, labels) == loop.process(Topic.LABELS, labels)
+    assert fast.snapshot() == loop.snapshot()
+    assert tries <= 4
+    assert len(fast._labels) == 1000  # the odd ids wait for their predictions
