@@ -13,7 +13,9 @@ the same Avro payloads — never as a pass/fail:
   SDK runs in the prediction service), timed until its ``/metrics`` show every event
   processed and stored; and with client and server in this one process (sharing its GIL);
 - resident memory (RSS) sampled along the runtime run: state is O(bins + reservoir +
-  join horizon), so it must level off, not grow with the events.
+  join horizon), so it must level off, not grow with the events;
+- the runtime run's CPU time per event (all threads), steadier than its rate on a busy
+  machine: what to compare between two versions.
 
 Run: ``.venv/bin/python benchmarks/bench_embedded.py [--events N] [--http-events N]``.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import shutil
 import tempfile
 import threading
@@ -126,9 +129,16 @@ def bench_decode(preds: list[dict]) -> float:
     return len(payloads) / best
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bench_runtime(
     preds: list[dict], labels: list[dict], t0: int, data_dir: Path, batch: int
-) -> tuple[float, list[tuple[int, float]]]:
+) -> tuple[float, list[tuple[int, float]], float]:
+    """Events/s, RSS samples, and CPU seconds (all threads) per prediction."""
     from driftline.settings import load_settings
     from streams.embedded import EmbeddedRuntime
 
@@ -139,7 +149,7 @@ def bench_runtime(
     samples: list[tuple[int, float]] = []
     sent = 0
     step = max(len(preds) // 10, 1)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), cpu_seconds()
     for topic, records in ops:
         rt.publish(topic, records)  # blocks while the runtime's backlog is full (back-pressure)
         if topic == Topic.PREDICTIONS:
@@ -147,11 +157,11 @@ def bench_runtime(
             if sent // step != (sent - len(records)) // step:
                 samples.append((sent, rss_mib()))
     rt.drain()
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, cpu_seconds() - cpu
     counts = rt.store.counts()
     assert counts["predictions"] == len(preds), counts
     rt.stop()
-    return len(preds) / elapsed, samples
+    return len(preds) / elapsed, samples, cpu / len(preds)
 
 
 def bench_http(preds: list[dict], labels: list[dict], t0: int, data_dir: Path, batch: int) -> float:
@@ -305,10 +315,14 @@ def main() -> None:
     print(f"decode only (the ceiling): {ceiling:,.0f} events/s")
     tmp = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
     try:
-        rate, samples = bench_runtime(preds, labels, t0, tmp / "runtime", args.batch)
+        rate, samples, cpu = bench_runtime(preds, labels, t0, tmp / "runtime", args.batch)
         print(
             f"runtime, publish -> aggregates stored: {rate:,.0f} events/s "
             f"= {rate / ceiling:.1%} of the decode-only ceiling"
+        )
+        print(
+            f"runtime CPU (all threads) per event: {cpu * 1e6:.1f} us "
+            f"({cpu * rate:.2f} cores busy; the decode-only loop: {1e6 / ceiling:.1f} us)"
         )
         print("RSS while streaming: " + ", ".join(f"{n // 1000}k: {m:.0f} MiB" for n, m in samples))
         if len(samples) >= 4:

@@ -17,6 +17,8 @@ measured in the same run on the same topic, and printed — never a pass/fail:
 - ``latency``: with the worker caught up and running, predictions (and labels for half
   of them) are produced at a steady rate with event time = wall clock; see the printed
   notes for exactly what is measured;
+- the worker's CPU time per prediction while catching up (all its threads, from
+  ``/proc``): steadier than its rate on a busy machine, what to compare between versions;
 - the worker's peak resident memory (``VmHWM`` of the subprocess).
 
 Starts its own single-node Kafka (``tests/support/kafka_broker.py``, jars cached in
@@ -315,6 +317,17 @@ def proc_status(pid: int, field: str) -> float:
     return float("nan")
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (``/proc/<pid>/stat``; NaN if
+    unavailable): less disturbed by the rest of a busy machine than a rate is."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Worker:
     """One ``driftline worker`` subprocess with default settings and its own chDB store."""
 
@@ -465,6 +478,7 @@ def catch_up(
         "the worker to own its partitions",
         0.02,
     )
+    cpu_start = proc_cpu_seconds(worker.pid)
 
     def done(m: dict[str, float]) -> bool:
         if dead_letters(m):
@@ -487,11 +501,13 @@ def catch_up(
             t_end = time.perf_counter()
             break
         time.sleep(0.02)
+    cpu = proc_cpu_seconds(worker.pid) - cpu_start
     # Lag is refreshed at checkpoints: confirm it reads 0 (not part of the timing).
     _, m = wait_for(worker, lambda m: total_lag(m) == 0, 120, "consumer lag 0", 0.1)
     return {
         "startup": t_start - spawned,
         "seconds": t_end - t_start,
+        "cpu": cpu,
         "batches": m.get("driftline_worker_batch_seconds_count", 0.0),
     }
 
@@ -785,6 +801,11 @@ def main() -> int:
                 f"{worker_rate / ceiling:.1%}",
             ),
             ("  same, all inputs (predictions + labels)", f"{inputs_rate:,.0f} records/s", ""),
+            (
+                "  worker CPU (all threads) per prediction",
+                f"{phase1['cpu'] / args.events * 1e6:,.1f} us",
+                f"{phase1['cpu'] / phase1['seconds']:.2f} cores busy",
+            ),
             (
                 f"latency produce -> processed, {live['achieved']:,.0f}/s live",
                 f"p50 {p50:,.0f} ms / p99 {p99:,.0f} ms",
