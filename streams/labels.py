@@ -39,6 +39,7 @@ _MODEL_NAME = operator.itemgetter("model_name")
 _MODEL_KEY = operator.itemgetter(0, 1)  # of a pending prediction: (model, version)
 _PENDING_TIME = operator.itemgetter(2)
 _PENDING_PREDICTION = operator.itemgetter(3)
+_SAFE_MS = 1 << 61  # times a run's int64 arithmetic handles without overflow (± ~73M years)
 ModelVersion = tuple[str, str]
 
 _SNAPSHOT_VERSION = 1
@@ -336,10 +337,10 @@ class LabelJoinProcessor:
                 first[pid] = None
         preds = list(map(pending.get, pids))
         if None in preds:
-            first = preds.index(None)
-            if first == 0:
+            waiting = preds.index(None)  # the run ends before a label with nothing to join
+            if waiting == 0:
                 return 0
-            del pids[first:], labels[first:], times[first:], preds[first:]
+            del pids[waiting:], labels[waiting:], times[waiting:], preds[waiting:]
         keys = set(map(_MODEL_KEY, preds))
         if len(keys) != 1:
             return 0
@@ -352,6 +353,8 @@ class LabelJoinProcessor:
             pred_ts = np.array(list(map(_PENDING_TIME, preds)), dtype=np.int64)
         except (OverflowError, TypeError, ValueError):
             return 0
+        if min(ts.min(), pred_ts.min()) < -_SAFE_MS or max(ts.max(), pred_ts.max()) > _SAFE_MS:
+            return 0  # (int64 arithmetic below could wrap: the per-label loop's ints do not)
         seen = np.maximum.accumulate(ts)
         if self._max_event_ms is not None:
             np.maximum(seen, self._max_event_ms, out=seen)

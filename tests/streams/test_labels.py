@@ -410,3 +410,26 @@ def test_a_batch_whose_runs_keep_breaking_is_tried_a_few_times_then_joined_one_b
     assert fast.snapshot() == loop.snapshot()
     assert tries <= 4
     assert len(fast._labels) == 1000  # the odd ids wait for their predictions
+
+
+@pytest.mark.parametrize("base", [(1 << 63) - 10 * HOUR, -(1 << 63) + 10 * HOUR])
+def test_times_near_the_int64_limits_leave_the_runs_to_the_per_label_loop(base: int) -> None:
+    """A run's arithmetic is int64 (running maxima, TTL horizon, window starts, watermark);
+    label and prediction times beyond +-2**61, where it could wrap, go through the per-label
+    loop (Python ints): the loop's outcome, no run taken."""
+    preds = [pred(i, base + i, "yes") for i in range(10)]
+    labels = [label(i, base + 100 + i, "yes" if i % 2 else "no") for i in range(10)]
+    fast, loop = LabelJoinProcessor(window_ms=HOUR), _PerRecord(window_ms=HOUR)
+    in_runs, join_common = 0, fast._join_common
+
+    def counting_runs(key, state, pids, *rest):
+        nonlocal in_runs
+        in_runs += len(pids)
+        join_common(key, state, pids, *rest)
+
+    fast._join_common = counting_runs  # type: ignore[method-assign]
+    for p in (fast, loop):
+        p.process(Topic.PREDICTIONS, preds)
+    assert fast.process(Topic.LABELS, labels) == loop.process(Topic.LABELS, labels)
+    assert fast.snapshot() == loop.snapshot() and fast.flush() == loop.flush()
+    assert in_runs == 0 and fast.counters["joined"] == 10
