@@ -359,7 +359,8 @@ class LabelJoinProcessor:
         if self._max_event_ms is not None:
             np.maximum(seen, self._max_event_ms, out=seen)
         closed = state.closed_until_ms
-        common = (pred_ts >= seen - self.ttl_ms) & (ts - ts % self.window_ms >= closed)
+        starts = ts - ts % self.window_ms
+        common = (pred_ts >= seen - self.ttl_ms) & (starts >= closed)
         n = int(np.argmin(common)) if not common.all() else len(pids)
         if n == 0:
             return 0
@@ -370,7 +371,7 @@ class LabelJoinProcessor:
         moves = np.flatnonzero(watermark - watermark % self.window_ms > closed)
         if moves.size:
             n = int(moves[0]) + 1  # that label closes windows after it is counted
-        self._join_common(key, state, pids[:n], labels[:n], times[:n], preds[:n], out)
+        self._join_common(key, state, pids[:n], labels[:n], times[:n], starts[:n], preds[:n], out)
         self._max_event_ms = int(seen[n - 1])
         if state.max_label_ms is None or int(newest[n - 1]) > state.max_label_ms:
             self._new_label_time(key, state, int(newest[n - 1]), out)
@@ -383,19 +384,19 @@ class LabelJoinProcessor:
         pids: list[str],
         labels: list[str],
         times: list[int],
+        starts: np.ndarray,
         preds: list[tuple[str, str, int, Any]],
         out: list[Emit],
     ) -> None:
-        """Count joined classification pairs (labels in open windows) in their windows and
-        the detector, in order: what _add_joined does for each, without closing windows."""
+        """Count joined classification pairs (labels in open windows, ``starts`` theirs) in
+        their windows and the detector, in order: what _add_joined does for each, without
+        closing windows."""
         pending = self._predictions
         for pid in pids:
             del pending[pid]
         predicted = list(map(_PENDING_PREDICTION, preds))
         if set(map(type, predicted)) != {str}:
             predicted = list(map(_class, predicted))
-        starts = np.asarray(times, dtype=np.int64)
-        starts -= starts % self.window_ms
         if (starts == starts[0]).all():
             runs = [(int(starts[0]), predicted, labels)]
         else:  # (labels across a window boundary: each window's pairs, in order)

@@ -346,11 +346,8 @@ fn decode_all<'py>(
     let out = PyList::empty(py);
     strings::with_cache(|mut cache| {
         for item in payloads.iter() {
-            if !item.is_exact_instance_of::<PyBytes>() {
-                return Ok(None);
-            }
-            let Ok(b) = item.cast::<PyBytes>() else {
-                return Ok(None);
+            let Ok(b) = item.cast_exact::<PyBytes>() else {
+                return Ok(None); // not bytes, or a subclass: the Python path decides
             };
             let data = b.as_bytes();
             if data.len() > max_len || !data.starts_with(header) {
