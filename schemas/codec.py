@@ -594,6 +594,29 @@ class AvroCodec:
                     out[index] = exc
         return cast(list[tuple[str, dict[str, Any]] | DecodeError], out)
 
+    def decode_all(self, schema_name: str, payloads: list[Any]) -> list[dict[str, Any]] | None:
+        """Every record, when every payload is exact ``bytes`` in the *current*
+        ``schema_name`` schema's single-object encoding, within its limit, and the native
+        extension decodes them all (the common batch, checked and decoded in one call);
+        else None, and :meth:`decode_many_as` says what each payload holds.
+
+        Each record is what :meth:`decode_as` returns for its payload (so a payload kept,
+        e.g. in a log, decodes to the same record again later).
+
+        Raises
+        ------
+        ValueError
+            ``schema_name`` is not a known schema (a programming error, not bad input).
+        """
+        entry = self._entry(schema_name, ValueError)
+        native = self._native.get(schema_name)
+        if native is None or type(payloads) is not list:
+            return None
+        records: list[dict[str, Any]] | None = native.decode_all(
+            payloads, entry.header, self.limit(schema_name)
+        )
+        return records
+
     def decode_many_as(
         self, schema_name: str, items: Iterable[Payload]
     ) -> list[dict[str, Any] | DecodeError]:
@@ -617,15 +640,10 @@ class AvroCodec:
         ValueError
             ``schema_name`` is not a known schema (a programming error, not bad input).
         """
-        entry = self._entry(schema_name, ValueError)
         batch = items if type(items) is list else list(items)
-        native = self._native.get(schema_name)
-        if native is not None:
-            # The common batch: every payload in the current schema's single-object
-            # encoding, within its limit, decoded natively — checked there in one call.
-            records = native.decode_all(batch, entry.header, self.limit(schema_name))
-            if records is not None:
-                return cast(list[dict[str, Any] | DecodeError], records)
+        records = self.decode_all(schema_name, batch)
+        if records is not None:
+            return cast(list[dict[str, Any] | DecodeError], records)
         found: list[tuple[str, dict[str, Any]] | DecodeError | None] = [None] * len(batch)
         if self._native_headers:
             self._decode_native_runs(batch, found)

@@ -457,6 +457,59 @@ fn log_frames<'py>(
     .ok()
 }
 
+/// The body of an Avro `{"type": "array", "items": "bytes"}` holding `payloads` in one
+/// block (count, each item as length and bytes, then the 0 that ends the array), as
+/// `schemas.batch.join` writes it; None if an item is not exact `bytes`.
+#[pyfunction]
+fn join_bytes_array<'py>(
+    py: Python<'py>,
+    payloads: &Bound<'py, PyList>,
+) -> Option<Bound<'py, PyBytes>> {
+    let mut out: Vec<u8> = Vec::new();
+    if !payloads.is_empty() {
+        wire::put_long(&mut out, payloads.len() as i64);
+        for item in payloads.iter() {
+            let b = item.cast_exact::<PyBytes>().ok()?;
+            wire::put_avro_bytes(&mut out, b.as_bytes());
+        }
+    }
+    out.push(0);
+    Some(PyBytes::new(py, &out))
+}
+
+/// The items of an Avro `{"type": "array", "items": "bytes"}` body, as `bytes`; None if
+/// the body is not exactly one such array (a malformed or overlong varint, a negative or
+/// overrunning length, no end, bytes after it): then `schemas.batch.split` finds where
+/// and why in Python. Blocks in the byte-size form (negative count, then size) are read.
+#[pyfunction]
+fn split_bytes_array<'py>(py: Python<'py>, body: &[u8]) -> Option<Bound<'py, PyList>> {
+    let mut frames: Vec<&[u8]> = Vec::new();
+    let mut reader = wire::Reader::new(body, 0)?;
+    loop {
+        let count = reader.long()?;
+        if count == 0 {
+            break;
+        }
+        let count = if count < 0 {
+            let size = reader.long()?;
+            if size < 0 {
+                return None;
+            }
+            count.checked_neg()?
+        } else {
+            count
+        };
+        for _ in 0..count {
+            let n = usize::try_from(reader.long()?).ok()?;
+            frames.push(reader.take(n)?);
+        }
+    }
+    if !reader.at_end() {
+        return None;
+    }
+    PyList::new(py, frames.into_iter().map(|f| PyBytes::new(py, f))).ok()
+}
+
 #[pymodule]
 fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -479,6 +532,8 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(feature_columns, m)?)?;
     m.add_class::<dedup::RecentIds>()?;
     m.add_function(wrap_pyfunction!(log_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(join_bytes_array, m)?)?;
+    m.add_function(wrap_pyfunction!(split_bytes_array, m)?)?;
     // The schemas this build implements: CRC-64-AVRO fingerprints (little-endian, as on
     // the wire) of their Parsing Canonical Form. The codec uses the native path for a
     // schema only when its own fingerprint is this one.
