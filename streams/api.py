@@ -22,8 +22,12 @@ Routes
 ============================  ==========================================================
 
 Ingest bodies are one event object, ``{"events": [...]}`` or a JSON array
-(``Content-Type: application/json``, or none), or one Avro single-object encoded record
-(``application/avro``, ``application/vnd.apache.avro+binary`` or ``avro/binary``).
+(``Content-Type: application/json``, or none), one Avro single-object encoded record
+(``application/avro``, ``application/vnd.apache.avro+binary`` or ``avro/binary``), or an
+Avro batch of them (``application/vnd.driftline.avro-batch``: an Avro array of bytes,
+each item one single-object encoded event; see ``schemas/batch.py``). A batch whose
+framing breaks is read up to the break; the rest is one rejected "event" (the index after
+the last item read) and one dead letter.
 JSON timestamps are int epoch milliseconds or ISO-8601 strings (naive means UTC), and
 must lie in 1900-01-01 .. 2299-12-31, the range of ClickHouse's ``DateTime64``. The
 answer is ``{"accepted": n, "rejected": [{"index": i, "reason": ...}], "position": p,
@@ -123,12 +127,14 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas import batch as avro_batch
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
 from schemas.topics import Topic
 from streams.store import ClickHouseStore, StoreError
 
 __all__ = [
     "ACK_WAIT_SECONDS",
+    "AVRO_BATCH_CONTENT_TYPE",
     "AVRO_CONTENT_TYPES",
     "MAX_TIMESTAMP_MS",
     "MIN_TIMESTAMP_MS",
@@ -149,6 +155,11 @@ AVRO_CONTENT_TYPES: Final = frozenset(
     {"application/avro", "application/vnd.apache.avro+binary", "avro/binary"}
 )
 """Content types of an ingest body holding one Avro single-object encoded record."""
+
+AVRO_BATCH_CONTENT_TYPE: Final = avro_batch.MEDIA_TYPE
+"""Content type of an ingest body holding an Avro batch (``schemas.batch``)."""
+
+_BodyKind = Literal["json", "avro", "avro-batch"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_TIMESTAMP_MS: Final = -2_208_988_800_000
@@ -222,6 +233,11 @@ class Runtime(Protocol):
     ``submit(..., wait_for_room=False)`` (return without waiting for back-pressure); while
     it is not backlogged, small batches are then ingested in the event loop itself. A
     runtime without it is always called from a worker thread.
+
+    Optional too: ``submit_encoded(topic, payloads, records, wait_for_room=...)``, which
+    takes Avro events as they came (each payload in the current schema's single-object
+    encoding, with the record ``AvroCodec.decode_all`` decoded from it) without encoding
+    them again. Without it, Avro events are submitted as records.
     """
 
     @property
@@ -932,13 +948,15 @@ class _Ingest:
     def _ingest(
         self,
         topic: Topic,
-        kind: Literal["json", "avro"],
+        kind: _BodyKind,
         body: bytes,
         wait: bool,
         inline: bool = False,
     ) -> Response:
         events: list[Any]
         raws: list[bytes | None] | None  # raw input per event for dead letters; None: re-serialize
+        rejections: list[_Rejection] = []
+        letters: list[dict[str, Any]] = []
         if kind == "avro":
             try:
                 events, raws = [self._codec.decode_as(topic.schema_name, body)], [body]
@@ -946,15 +964,46 @@ class _Ingest:
                 self._dead_letters(topic, [dead_letter_record(topic, body, exc)])
                 reason = f"Avro body is not a '{topic.schema_name}' record: {exc.reason}"
                 return self._answer(topic, 1, [], [_Rejection(0, reason)], None, None)
+        elif kind == "avro-batch":
+            frames, broken = self._avro_frames(topic, body)
+            decoded_all = self._codec.decode_all(topic.schema_name, frames)
+            submit_encoded = getattr(self._runtime, "submit_encoded", None)
+            if (
+                broken is None
+                and decoded_all is not None
+                and submit_encoded is not None
+                and all(map(_in_range, decoded_all))
+            ):
+                # The common batch: every event in the current schema, decoded natively;
+                # appended as it came, not encoded again.
+                if inline:
+                    result = submit_encoded(topic, frames, decoded_all, wait_for_room=False)
+                else:
+                    result = submit_encoded(topic, frames, decoded_all)
+                return self._submitted(topic, len(frames), result, wait)
+            events, raws = [], []
+            for index, (frame, decoded) in enumerate(
+                zip(frames, self._codec.decode_many_as(topic.schema_name, frames), strict=True)
+            ):
+                if isinstance(decoded, DecodeError):
+                    reason = f"not a '{topic.schema_name}' record: {decoded.reason}"
+                    rejections.append(_Rejection(index, reason))
+                    letters.append(dead_letter_record(topic, frame, decoded))
+                    decoded = None  # a placeholder, skipped below
+                events.append(decoded)
+                raws.append(frame)
+            if broken is not None:
+                rejections.append(broken[0])
+                letters.append(broken[1])
         else:
             events = self._json_events(topic, body)
             raws = None
 
         records: list[dict[str, Any]] = []
         origin: list[int] = []  # index in the request of each submitted record
-        rejections: list[_Rejection] = []
-        letters: list[dict[str, Any]] = []
         for index, event in enumerate(events):
+            if event is None and kind == "avro-batch":
+                continue  # rejected above
             try:
                 records.append(_prepare(event))
                 origin.append(index)
@@ -978,10 +1027,50 @@ class _Ingest:
             position = int(result.position)
             accepted = [origin[i] for i in result.accepted]
             rejections += [_Rejection(origin[i], str(reason)) for i, reason in result.rejected]
+        n_events = max(len(events), max((r.index + 1 for r in rejections), default=0))
+        return self._finish(topic, n_events, accepted, rejections, position, wait)
+
+    def _submitted(self, topic: Topic, n_events: int, result: Any, wait: bool) -> Response:
+        """The answer to a batch submitted whole (``submit_encoded``)."""
+        rejections = [_Rejection(i, str(reason)) for i, reason in result.rejected]
+        accepted = list(result.accepted)
+        return self._finish(topic, n_events, accepted, rejections, int(result.position), wait)
+
+    def _finish(
+        self,
+        topic: Topic,
+        n_events: int,
+        accepted: list[int],
+        rejections: list[_Rejection],
+        position: int | None,
+        wait: bool,
+    ) -> Response:
         processed: bool | None = None
         if wait and accepted and position is not None:
             processed = bool(self._runtime.wait_for(position, self._wait_timeout))
-        return self._answer(topic, len(events), accepted, rejections, position, processed)
+        return self._answer(topic, n_events, accepted, rejections, position, processed)
+
+    def _avro_frames(
+        self, topic: Topic, body: bytes
+    ) -> tuple[list[bytes], tuple[_Rejection, dict[str, Any]] | None]:
+        """The events of an Avro batch body, and for a body whose framing breaks, the
+        rejection and dead letter of its rest (the index after the last event read)."""
+        split = avro_batch.split(body)
+        frames = split.frames
+        count = len(frames) + (split.error is not None)
+        if count > self._max_batch_size:
+            raise _error(
+                413,
+                f"{count} events in one request exceed the limit of "
+                f"{self._max_batch_size} (max_batch_size); split the batch",
+            )
+        if split.error is None:
+            if not frames:
+                raise _error(422, "the request holds no events")
+            return frames, None
+        reason = f"malformed Avro batch: {split.error}"
+        letter = dead_letter_record(topic, body[split.rest :], DecodeError(reason))
+        return frames, (_Rejection(len(frames), reason), letter)
 
     def _answer(
         self,
@@ -1058,19 +1147,29 @@ class _Ingest:
         self._metrics.dead_letters.labels(topic=str(topic)).inc(len(letters))
 
 
-def _body_kind(content_type: str | None) -> Literal["json", "avro"]:
+def _body_kind(content_type: str | None) -> _BodyKind:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media in AVRO_CONTENT_TYPES:
         return "avro"
+    if media == AVRO_BATCH_CONTENT_TYPE:
+        return "avro-batch"
     if media in ("", "application/json") or (
         media.startswith("application/") and media.endswith("+json")
     ):
         return "json"
     raise _error(
         415,
-        f"unsupported Content-Type {media!r}: send application/json, or one Avro "
-        f"single-object record as {' or '.join(sorted(AVRO_CONTENT_TYPES))}",
+        f"unsupported Content-Type {media!r}: send application/json, one Avro "
+        f"single-object record as {' or '.join(sorted(AVRO_CONTENT_TYPES))}, or an Avro "
+        f"batch as {AVRO_BATCH_CONTENT_TYPE}",
     )
+
+
+def _in_range(record: dict[str, Any]) -> bool:
+    """Whether a decoded record's timestamp is one the store holds (what ``_prepare``
+    checks of an event's)."""
+    timestamp = record["timestamp"]
+    return type(timestamp) is int and MIN_TIMESTAMP_MS <= timestamp < MAX_TIMESTAMP_MS
 
 
 def _prepare(event: Any) -> dict[str, Any]:
@@ -1140,6 +1239,14 @@ def _ingest_body(event: type[BaseModel], batch: type[BaseModel]) -> dict[str, An
         "schema": {"type": "string", "format": "binary"},
         "description": "One Avro single-object encoded record (C3 01 + fingerprint + body).",
     }
+    batch_body = {
+        "schema": {"type": "string", "format": "binary"},
+        "description": (
+            "An Avro batch: the Avro encoding of an array of bytes "
+            '({"type": "array", "items": "bytes"}), each item one single-object encoded '
+            "record."
+        ),
+    }
     return {
         "requestBody": {
             "required": True,
@@ -1154,6 +1261,7 @@ def _ingest_body(event: type[BaseModel], batch: type[BaseModel]) -> dict[str, An
                     }
                 },
                 **dict.fromkeys(sorted(AVRO_CONTENT_TYPES), avro),
+                AVRO_BATCH_CONTENT_TYPE: batch_body,
             },
         }
     }
@@ -1273,7 +1381,8 @@ def create_app(
         _: Annotated[Principal, Depends(publish)],
         wait: Annotated[bool, wait_query] = False,
     ) -> Response:
-        """Publish one prediction, ``{"events": [...]}`` or an array; or one Avro record."""
+        """Publish one prediction, ``{"events": [...]}`` or an array; one Avro record or an
+        Avro batch."""
         return await ingest.handle(request, Topic.PREDICTIONS, wait)
 
     @app.post(
@@ -1293,7 +1402,8 @@ def create_app(
         _: Annotated[Principal, Depends(publish)],
         wait: Annotated[bool, wait_query] = False,
     ) -> Response:
-        """Publish one label, ``{"events": [...]}`` or an array; or one Avro record."""
+        """Publish one label, ``{"events": [...]}`` or an array; one Avro record or an Avro
+        batch."""
         return await ingest.handle(request, Topic.LABELS, wait)
 
     @app.post(

@@ -234,21 +234,37 @@ class EmbeddedRuntime:
         """Like ``submit``; returns the log position to ``wait_for``."""
         return self.submit(topic, records).position
 
-    def submit_raw(self, topic: Topic, payload: bytes) -> PublishResult:
-        """Accept one Avro single-object encoded record (as sent by any-language publishers)."""
-        result = PublishResult()
-        try:
-            self.codec.decode_as(topic.schema_name, payload)
-            entries = [(topic, bytes(payload))]
-            result.accepted.append(0)
-        except DecodeError as exc:
-            result.rejected.append((0, exc.reason))
-            dl = dead_letter_record(
-                str(topic), bytes(payload), exc, received_at=int(time.time() * 1000)
+    def submit_encoded(
+        self,
+        topic: Topic,
+        payloads: list[bytes],
+        records: list[dict[str, Any]],
+        *,
+        wait_for_room: bool = True,
+    ) -> PublishResult:
+        """Accept Avro events as they came, without encoding them again (``submit`` of
+        records encodes each).
+
+        ``payloads`` are single-object encodings in the *current* schema of ``topic``, and
+        ``records`` what ``AvroCodec.decode_all`` decoded from them (the caller's check
+        that they are valid events: ``decode_all`` returns None for a batch with any
+        other payload, and then ``submit`` the records that decode). They are appended
+        durably as they are; the processing thread takes the records, and after a
+        restart decodes the same records from the log. Back-pressure as in ``submit``.
+        """
+        if topic not in _NORMALIZE:
+            raise ValueError(
+                f"{topic} takes records (submit); encoded events go to "
+                f"{' or '.join(map(str, _NORMALIZE))}"
             )
-            entries = [(Topic.DEAD_LETTERS, self.codec.encode("dead_letter", dl))]
-        result.position = self._append(entries, None)
-        self._wait_for_room()
+        if len(payloads) != len(records):
+            raise ValueError(f"{len(payloads)} payloads but {len(records)} records")
+        result = PublishResult()
+        with gc_paused():
+            result.accepted.extend(range(len(records)))
+            result.position = self._append_run(topic, payloads, records)
+        if wait_for_room:
+            self._wait_for_room()
         return result
 
     def _append(self, entries: list[tuple[Topic, bytes]], decoded: list[_Run] | None) -> int:

@@ -22,9 +22,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from driftline.settings import ApiToken, Settings
+from schemas import batch as avro_batch
 from schemas.codec import AvroCodec, EncodeError, dead_letter_record
 from schemas.topics import DATASET_FEATURE, Topic
-from streams.api import ApiConfigError, create_app, parse_time
+from streams.api import (
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    ApiConfigError,
+    create_app,
+    parse_time,
+)
 from streams.store import ClickHouseStore
 
 NOW = (time.time_ns() // 1_000_000 // 1000) * 1000  # recent, so the raw-event TTL keeps it
@@ -313,9 +320,12 @@ def test_openapi_documents_event_shapes_and_docs_are_served(client: TestClient) 
         "prediction",
     }
     body = schema["paths"]["/v1/predictions"]["post"]["requestBody"]["content"]
-    assert {"application/json", "application/avro", "application/vnd.apache.avro+binary"} <= set(
-        body
-    )
+    assert {
+        "application/json",
+        "application/avro",
+        "application/vnd.apache.avro+binary",
+        "application/vnd.driftline.avro-batch",
+    } <= set(body)
     assert "bearer" in json.dumps(schema["components"]["securitySchemes"]).lower()
     assert client.get("/docs").status_code == 200
 
@@ -759,6 +769,122 @@ def test_undecodable_avro_is_422_with_a_dead_letter(
     assert letters[0]["raw"] == data
     assert letters[0]["error_type"] == "DecodeError"
     assert stored_ids(store) == []
+
+
+# --------------------------------------------------------------------------- ingest: Avro batches
+
+AVRO_BATCH = {**auth("publisher"), "Content-Type": "application/vnd.driftline.avro-batch"}
+
+
+@dataclass
+class EncodedRuntime(FakeRuntime):
+    """:class:`FakeRuntime` that also takes Avro events as they came (``submit_encoded``,
+    the embedded runtime's fast path): it records each call and stores the records."""
+
+    encoded: list[tuple[Topic, list[bytes], list[dict[str, Any]]]] = field(default_factory=list)
+
+    def submit_encoded(
+        self,
+        topic: Topic,
+        payloads: list[bytes],
+        records: list[dict[str, Any]],
+        wait_for_room: bool = True,
+    ) -> PublishResult:
+        self.encoded.append((topic, payloads, records))
+        self.store.write(topic, records)
+        self.events_in[str(topic)] += len(records)
+        self.position += 1
+        self.processed = self.position
+        return PublishResult(list(range(len(records))), [], self.position)
+
+
+def test_avro_batch_of_predictions_and_labels(client: TestClient, store: ClickHouseStore) -> None:
+    codec = AvroCodec()
+    body = avro_batch.join([codec.encode("prediction", prediction(i)) for i in range(1, 4)])
+    response = client.post("/v1/predictions", content=body, headers=AVRO_BATCH)
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 3 and response.json()["rejected"] == []
+    assert sorted(stored_ids(store)) == ["p-1", "p-2", "p-3"]
+    body = avro_batch.join([codec.encode("label", label(i)) for i in range(1, 3)])
+    response = client.post("/v1/labels", content=body, headers=AVRO_BATCH)
+    assert response.status_code == 202 and response.json()["accepted"] == 2
+    assert store.counts()["labels"] == 2
+
+
+def test_avro_batch_rejects_each_bad_event_with_its_index_and_a_dead_letter(
+    client: TestClient, runtime: FakeRuntime, store: ClickHouseStore
+) -> None:
+    codec = AvroCodec()
+    frames = [
+        codec.encode("prediction", prediction(1)),
+        b"not avro at all",
+        codec.encode("label", label(2)),  # a record of another schema
+        codec.encode("prediction", prediction(3, timestamp=MAX_TIMESTAMP_MS)),  # beyond 2299
+        codec.encode("prediction", prediction(4)),
+    ]
+    tail = b"\x40" + b"x" * 5  # a sixth item whose length (32) overruns the body
+    body = avro_batch.join(frames)[:-1] + b"\x02" + tail  # (a second block of one item)
+    response = client.post("/v1/predictions", content=body, headers=AVRO_BATCH)
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["accepted"] == 2
+    reasons = {r["index"]: r["reason"] for r in answer["rejected"]}
+    assert sorted(reasons) == [1, 2, 3, 5]
+    assert "bad magic" in reasons[1] and "not a 'prediction' record" in reasons[1]
+    assert "label" in reasons[2]
+    assert "timestamp" in reasons[3] and "2299" in reasons[3]
+    assert reasons[5].startswith("malformed Avro batch: item 5 is truncated")
+    assert sorted(stored_ids(store)) == ["p-1", "p-4"]
+    letters = {letter["raw"]: letter for letter in dead_letters(store)}
+    assert set(letters) == {frames[1], frames[2], frames[3], tail}
+    assert letters[tail]["error_type"] == "DecodeError"
+    assert "malformed Avro batch" in letters[tail]["reason"]
+    assert [len(records) for _, records in runtime.submitted] == [2]
+
+
+def test_avro_batch_framing_errors_and_limits(client: TestClient, store: ClickHouseStore) -> None:
+    empty = client.post("/v1/predictions", content=b"\x00", headers=AVRO_BATCH)
+    assert empty.status_code == 422 and "no events" in empty.json()["detail"]
+    nothing = client.post("/v1/predictions", content=b"", headers=AVRO_BATCH)
+    assert nothing.status_code == 422
+    assert "malformed Avro batch: the array ends without its end marker" in nothing.text
+    garbage = client.post("/v1/predictions", content=b"\xff" * 12, headers=AVRO_BATCH)
+    assert garbage.status_code == 422 and "malformed block count" in garbage.text
+    assert {letter["raw"] for letter in dead_letters(store)} == {b"", b"\xff" * 12}
+    frame = AvroCodec().encode("prediction", prediction())
+    too_many = client.post(
+        "/v1/predictions", content=avro_batch.join([frame] * 51), headers=AVRO_BATCH
+    )
+    assert too_many.status_code == 413 and "51 events" in too_many.json()["detail"]
+    assert stored_ids(store) == []
+    unsupported = client.post(
+        "/v1/predictions", content=b"x", headers={**auth("publisher"), "Content-Type": "text/csv"}
+    )
+    assert unsupported.status_code == 415
+    assert "application/vnd.driftline.avro-batch" in unsupported.json()["detail"]
+
+
+def test_avro_batch_goes_to_submit_encoded_whole_when_every_event_is_current_and_valid(
+    store: ClickHouseStore,
+) -> None:
+    runtime = EncodedRuntime(store)
+    codec = AvroCodec()
+    frames = [codec.encode("prediction", prediction(i)) for i in range(1, 4)]
+    with TestClient(create_app(runtime, make_settings())) as client:
+        ok = client.post("/v1/predictions", content=avro_batch.join(frames), headers=AVRO_BATCH)
+        assert ok.status_code == 202 and ok.json()["accepted"] == 3
+        assert len(runtime.encoded) == 1 and runtime.submitted == []
+        topic, payloads, records = runtime.encoded[0]
+        assert topic == Topic.PREDICTIONS and payloads == frames
+        assert records == [codec.decode_as("prediction", f) for f in frames]
+        # one event out of range: the batch goes the general way (records, each checked)
+        late = codec.encode("prediction", prediction(4, timestamp=MIN_TIMESTAMP_MS - 1))
+        mixed = client.post(
+            "/v1/predictions", content=avro_batch.join([frames[0], late]), headers=AVRO_BATCH
+        )
+        assert mixed.json()["accepted"] == 1 and mixed.json()["rejected"][0]["index"] == 1
+        assert len(runtime.encoded) == 1 and len(runtime.submitted) == 1
+    assert sorted(stored_ids(store)) == ["p-1", "p-2", "p-3"]  # (p-1 twice: kept once)
 
 
 # --------------------------------------------------------------------------- ingest: wait
