@@ -16,6 +16,19 @@ from support.serve import running_api
 
 from driftline import Publisher
 from driftline.publisher import PublishError
+from schemas import batch as avro_batch
+from schemas.codec import AvroCodec
+
+AVRO_BATCH = "application/vnd.driftline.avro-batch"
+
+
+def body_events(content_type: str, body: bytes) -> list[dict]:
+    """The events of a request body, JSON or an Avro batch of predictions."""
+    if content_type == AVRO_BATCH:
+        split = avro_batch.split(body)
+        assert split.error is None, split.error
+        return [AvroCodec().decode_as("prediction", frame) for frame in split.frames]
+    return json.loads(body)["events"]
 
 
 def _free_port() -> int:
@@ -24,9 +37,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_batches_reach_the_store(tmp_path, chdb_client, ch_database) -> None:
+@pytest.mark.parametrize("encoding", ["avro", "json"])
+def test_batches_reach_the_store(tmp_path, chdb_client, ch_database, encoding) -> None:
     with running_api(tmp_path, chdb_client, ch_database) as (url, runtime):
-        with Publisher(url, batch_size=100) as pub:
+        with Publisher(url, batch_size=100, encoding=encoding) as pub:
+            assert pub.encoding == encoding
             ids = [
                 pub.predict("m", "1", {"x": float(i), "c": "a", "n": None}, prediction=0.5)
                 for i in range(250)
@@ -57,6 +72,21 @@ def test_server_side_rejections_are_reported_not_retried(
         assert any("timestamp" in d["reason"] for d in runtime.store.dead_letters())
 
 
+def test_a_batch_with_an_event_avro_cannot_carry_goes_as_json_and_the_server_names_it(
+    tmp_path, chdb_client, ch_database
+) -> None:
+    with running_api(tmp_path, chdb_client, ch_database) as (url, runtime):
+        pub = Publisher(url, batch_size=10, encoding="avro")
+        pub.predict("m", "1", {"x": 1.0}, prediction=1.0, prediction_id=12345)  # not a string
+        pub.predict("m", "1", {"x": 2.0}, prediction=1.0, prediction_id="fine")
+        report = pub.flush(wait=True)
+        pub.close()
+        assert pub.encoding == "avro"  # only that batch went as JSON
+        assert report.accepted == 1 and [r["index"] for r in report.rejected] == [0]
+        assert "prediction_id" in report.rejected[0]["reason"]
+        assert [r["prediction_id"] for r in runtime.store.raw_predictions("m", "1")] == ["fine"]
+
+
 def test_client_side_type_errors_are_immediate() -> None:
     pub = Publisher("http://127.0.0.1:9", batch_size=10)
     with pytest.raises(TypeError, match="feature values must be"):
@@ -76,7 +106,7 @@ class _Flaky(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
-        events = json.loads(self.rfile.read(length))["events"]
+        events = body_events(self.headers["Content-Type"], self.rfile.read(length))
         self.calls.append(len(events))
         status = 503 if len(self.calls) <= 2 else 202
         body = json.dumps(
@@ -143,7 +173,7 @@ class _RefusesFirst(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
-        events = json.loads(self.rfile.read(length))["events"]
+        events = body_events(self.headers["Content-Type"], self.rfile.read(length))
         self.batches.append([e["prediction_id"] for e in events])
         first = len(self.batches) == 1
         body = json.dumps(
@@ -198,7 +228,11 @@ def test_request_bodies_are_what_json_dumps_sends() -> None:
         return httpx.Response(202, json={"accepted": n, "rejected": []})
 
     pub = Publisher(
-        "http://x", batch_size=3, transport=httpx.MockTransport(handler), background=False
+        "http://x",
+        batch_size=3,
+        transport=httpx.MockTransport(handler),
+        background=False,
+        encoding="json",
     )
     pub.predict(
         "m", "1", {"x": 1.5, "n": None, "c": "é", "b": True, "i": 3}, 0.25, prediction_id="a"
@@ -238,3 +272,127 @@ def test_request_bodies_are_what_json_dumps_sends() -> None:
     labels = json.loads(bodies[1])["events"]
     assert labels[0]["prediction_id"] == "a" and labels[0]["label"] == 1.0
     assert pub.report.accepted == 4
+
+
+def test_avro_request_bodies_decode_to_the_events_json_would_carry() -> None:
+    """An Avro batch body (the default with the native extension) holds each event in the
+    event contract's encoding; decoded, the events are those of the JSON body, with
+    numbers as the schema types them (an integral prediction is a double)."""
+    import math
+
+    import httpx
+    import numpy as np
+
+    from schemas.native import NATIVE
+
+    seen: list[tuple[str, bytes, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.content, request.headers["content-type"]))
+        n = len(avro_batch.split(request.content).frames)
+        return httpx.Response(202, json={"accepted": n, "rejected": []})
+
+    pub = Publisher(
+        "http://x", batch_size=3, transport=httpx.MockTransport(handler), background=False
+    )
+    assert pub.encoding == ("avro" if NATIVE else "json")
+    pub = Publisher(
+        "http://x",
+        batch_size=3,
+        transport=httpx.MockTransport(handler),
+        background=False,
+        encoding="avro",
+    )
+    pub.predict(
+        "m", "1", {"x": 1.5, "n": None, "c": "é", "b": True, "i": 3}, 0.25, prediction_id="a"
+    )
+    pub.predict("m", 2, {"x": np.float32(2.5), "nan": math.nan}, "yes", prediction_id="b")
+    pub.predict("m", "1", {"x": 1e308}, 1, prediction_id="c", scores={"yes": 0.5})
+    pub.label("a", "m", 1.0, model_version="1")
+    pub.flush()
+    assert [(path, kind) for path, _, kind in seen] == [
+        ("/v1/predictions", AVRO_BATCH),
+        ("/v1/labels", AVRO_BATCH),
+    ]
+    codec = AvroCodec()
+    predictions = [codec.decode_as("prediction", f) for f in avro_batch.split(seen[0][1]).frames]
+    for event in predictions:
+        assert type(event.pop("timestamp")) is int
+    assert predictions == [
+        {
+            "prediction_id": "a",
+            "model_name": "m",
+            "model_version": "1",
+            "features": {"x": 1.5, "n": None, "c": "é", "b": True, "i": 3},
+            "prediction": 0.25,
+            "scores": None,
+            "segment": None,
+        },
+        {
+            "prediction_id": "b",
+            "model_name": "m",
+            "model_version": "2",
+            "features": {"x": 2.5, "nan": None},
+            "prediction": "yes",
+            "scores": None,
+            "segment": None,
+        },
+        {
+            "prediction_id": "c",
+            "model_name": "m",
+            "model_version": "1",
+            "features": {"x": 1e308},
+            "prediction": 1.0,
+            "scores": {"yes": 0.5},
+            "segment": None,
+        },
+    ]
+    (label,) = [codec.decode_as("label", f) for f in avro_batch.split(seen[1][1]).frames]
+    assert label["prediction_id"] == "a" and label["label"] == 1.0
+    assert label["model_version"] == "1"
+    assert pub.report.accepted == 4
+    with pytest.raises(ValueError, match="encoding must be 'auto', 'avro' or 'json'"):
+        Publisher("http://x", encoding="xml")  # type: ignore[arg-type]
+
+
+class _JsonOnly(BaseHTTPRequestHandler):
+    """A real HTTP server that takes JSON bodies only (415 otherwise): stands in for a
+    driftline server from before Avro batches."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        data = self.rfile.read(length)
+        self.seen.append(self.headers["Content-Type"])
+        if self.headers["Content-Type"] != "application/json":
+            status, answer = 415, {"detail": "unsupported Content-Type"}
+        else:
+            status, answer = 202, {"accepted": len(json.loads(data)["events"]), "rejected": []}
+        body = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_without_avro_batches_gets_json_from_then_on(caplog) -> None:
+    _JsonOnly.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _JsonOnly)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pub = Publisher(f"http://127.0.0.1:{server.server_port}", batch_size=2, encoding="avro")
+        for i in range(5):
+            pub.predict("m", "1", {"x": i}, prediction=1.0)
+        report = pub.flush()
+        pub.close()
+        assert report.accepted == 5 and report.retries == 0 and report.requests == 3
+        assert pub.encoding == "json"
+        assert _JsonOnly.seen == [AVRO_BATCH] + ["application/json"] * 3
+        assert "does not take Avro batches" in caplog.text
+    finally:
+        server.shutdown()
