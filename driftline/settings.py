@@ -288,6 +288,16 @@ class Settings(BaseSettings):
             "(CPython's default 700 makes it walk every in-flight record); 0 leaves it as is."
         ),
     )
+    gil_switch_interval_seconds: float = Field(
+        default=0.001,
+        ge=0.0,
+        le=0.1,
+        description=(
+            "Python's thread switch interval while the embedded runtime runs, when shorter "
+            "than the interpreter's (5 ms): how long a thread waiting for the GIL (the API's "
+            "event loop after I/O) waits for the busy processing thread; 0 leaves it as is."
+        ),
+    )
     store_batch_rows: int = Field(
         default=20_000,
         ge=1,

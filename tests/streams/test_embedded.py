@@ -458,3 +458,24 @@ def test_slow_checkpoints_are_spaced_out(tmp_path, store) -> None:
     assert 1 <= len(times) <= 3, times  # every 0.06 s without the pause: ~40
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(gap >= 0.9 for gap in gaps), gaps
+
+
+def test_a_running_runtime_shortens_the_switch_interval_and_puts_it_back(tmp_path, store) -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    rt = make_runtime(tmp_path / "a", store, gil_switch_interval_seconds=0.0005).start()
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    rt.stop()
+    assert sys.getswitchinterval() == before
+    rt = make_runtime(tmp_path / "b", store, gil_switch_interval_seconds=0).start()
+    assert sys.getswitchinterval() == before  # 0: left as it is
+    rt.stop()
+    sys.setswitchinterval(0.0001)  # already shorter: left as it is, and not put back
+    try:
+        rt = make_runtime(tmp_path / "c", store).start()
+        assert sys.getswitchinterval() == pytest.approx(0.0001)
+        rt.stop()
+        assert sys.getswitchinterval() == pytest.approx(0.0001)
+    finally:
+        sys.setswitchinterval(before)
