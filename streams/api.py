@@ -981,10 +981,13 @@ class _Ingest:
                 else:
                     result = submit_encoded(topic, frames, decoded_all)
                 return self._submitted(topic, len(frames), result, wait)
+            outcomes: Sequence[dict[str, Any] | DecodeError] = (
+                decoded_all  # (decoded, but a time out of range or no submit_encoded)
+                if decoded_all is not None
+                else self._codec.decode_many_as(topic.schema_name, frames)
+            )
             events, raws = [], []
-            for index, (frame, decoded) in enumerate(
-                zip(frames, self._codec.decode_many_as(topic.schema_name, frames), strict=True)
-            ):
+            for index, (frame, decoded) in enumerate(zip(frames, outcomes, strict=True)):
                 if isinstance(decoded, DecodeError):
                     reason = f"not a '{topic.schema_name}' record: {decoded.reason}"
                     rejections.append(_Rejection(index, reason))

@@ -253,12 +253,13 @@ class EmbeddedRuntime:
         """Accept Avro events as they came, without encoding them again (``submit`` of
         records encodes each).
 
-        ``payloads`` are single-object encodings in the *current* schema of ``topic``, and
-        ``records`` what ``AvroCodec.decode_all`` decoded from them (the caller's check
-        that they are valid events: ``decode_all`` returns None for a batch with any
-        other payload, and then ``submit`` the records that decode). They are appended
-        durably as they are; the processing thread takes the records, and after a
-        restart decodes the same records from the log. Back-pressure as in ``submit``.
+        ``payloads`` are predictions or labels in the *current* schema's single-object
+        encoding, and ``records`` what ``AvroCodec.decode_all`` decoded from them: that
+        call is the check that every payload is a valid event (it returns None for a batch
+        holding any other, whose events go through ``submit`` as records instead). The
+        payloads are appended durably as they are; the processing thread takes the
+        records, and after a restart decodes the same records from the log. Back-pressure
+        as in ``submit``.
         """
         if topic not in _NORMALIZE:
             raise ValueError(

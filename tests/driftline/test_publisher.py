@@ -303,11 +303,16 @@ def test_avro_request_bodies_decode_to_the_events_json_would_carry() -> None:
         background=False,
         encoding="avro",
     )
-    pub.predict(
-        "m", "1", {"x": 1.5, "n": None, "c": "é", "b": True, "i": 3}, 0.25, prediction_id="a"
-    )
-    pub.predict("m", 2, {"x": np.float32(2.5), "nan": math.nan}, "yes", prediction_id="b")
-    pub.predict("m", "1", {"x": 1e308}, 1, prediction_id="c", scores={"yes": 0.5})
+
+    def predict_three(pub: Publisher) -> None:
+        features = {"x": 1.5, "n": None, "c": "é", "b": True, "i": 3}
+        pub.predict("m", "1", features, 0.25, prediction_id="a", timestamp=1_700_000_000_000)
+        features = {"x": np.float32(2.5), "nan": math.nan}
+        pub.predict("m", 2, features, "yes", prediction_id="b", timestamp=1_700_000_000_001)
+        scores = {"yes": 0.5}
+        pub.predict("m", "1", {"x": 1e308}, 1, prediction_id="c", scores=scores, timestamp=7)
+
+    predict_three(pub)
     pub.label("a", "m", 1.0, model_version="1")
     pub.flush()
     assert [(path, kind) for path, _, kind in seen] == [
@@ -316,8 +321,11 @@ def test_avro_request_bodies_decode_to_the_events_json_would_carry() -> None:
     ]
     codec = AvroCodec()
     predictions = [codec.decode_as("prediction", f) for f in avro_batch.split(seen[0][1]).frames]
-    for event in predictions:
-        assert type(event.pop("timestamp")) is int
+    assert [event.pop("timestamp") for event in predictions] == [
+        1_700_000_000_000,
+        1_700_000_000_001,
+        7,
+    ]
     assert predictions == [
         {
             "prediction_id": "a",
@@ -351,6 +359,17 @@ def test_avro_request_bodies_decode_to_the_events_json_would_carry() -> None:
     assert label["prediction_id"] == "a" and label["label"] == 1.0
     assert label["model_version"] == "1"
     assert pub.report.accepted == 4
+    # without the native extension (fastavro encodes): the same bytes
+    python = Publisher(
+        "http://x",
+        batch_size=3,
+        transport=httpx.MockTransport(handler),
+        background=False,
+        encoding="avro",
+    )
+    python._codec = AvroCodec(native=False)
+    predict_three(python)
+    assert len(seen) == 3 and seen[2][2] == AVRO_BATCH and seen[2][1] == seen[0][1]
     with pytest.raises(ValueError, match="encoding must be 'auto', 'avro' or 'json'"):
         Publisher("http://x", encoding="xml")  # type: ignore[arg-type]
 

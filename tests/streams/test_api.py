@@ -871,8 +871,14 @@ def test_avro_batch_goes_to_submit_encoded_whole_when_every_event_is_current_and
     codec = AvroCodec()
     frames = [codec.encode("prediction", prediction(i)) for i in range(1, 4)]
     with TestClient(create_app(runtime, make_settings())) as client:
-        ok = client.post("/v1/predictions", content=avro_batch.join(frames), headers=AVRO_BATCH)
+        ok = client.post(
+            "/v1/predictions",
+            content=avro_batch.join(frames),
+            headers=AVRO_BATCH,
+            params={"wait": "true"},
+        )
         assert ok.status_code == 202 and ok.json()["accepted"] == 3
+        assert ok.json()["processed"] is True
         assert len(runtime.encoded) == 1 and runtime.submitted == []
         topic, payloads, records = runtime.encoded[0]
         assert topic == Topic.PREDICTIONS and payloads == frames
