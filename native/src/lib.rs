@@ -510,6 +510,29 @@ fn split_bytes_array<'py>(py: Python<'py>, body: &[u8]) -> Option<Bound<'py, PyL
     PyList::new(py, frames.into_iter().map(|f| PyBytes::new(py, f))).ok()
 }
 
+/// A copy of `features` when the SDK's `_features` would return it unchanged: an exact
+/// `dict` whose keys are exact `str` and whose values are None, exact `bool`, `int`
+/// (any size), `str` or finite `float`; else None (numpy scalars, NaN, a subclass, ...),
+/// and the Python path converts or refuses. A fraction of the Python check's cost.
+#[pyfunction]
+fn plain_features<'py>(features: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    let dict = exact_dict(features)?;
+    for (key, value) in dict.iter() {
+        if !key.is_exact_instance_of::<PyString>() {
+            return None;
+        }
+        let plain = value.is_none()
+            || value.is_exact_instance_of::<PyBool>()
+            || value.is_exact_instance_of::<PyInt>()
+            || value.is_exact_instance_of::<PyString>()
+            || exact_finite(&value).is_some();
+        if !plain {
+            return None;
+        }
+    }
+    dict.copy().ok()
+}
+
 #[pymodule]
 fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -532,6 +555,7 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(feature_columns, m)?)?;
     m.add_class::<dedup::RecentIds>()?;
     m.add_function(wrap_pyfunction!(log_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(plain_features, m)?)?;
     m.add_function(wrap_pyfunction!(join_bytes_array, m)?)?;
     m.add_function(wrap_pyfunction!(split_bytes_array, m)?)?;
     // The schemas this build implements: CRC-64-AVRO fingerprints (little-endian, as on

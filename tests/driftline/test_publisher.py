@@ -415,3 +415,66 @@ def test_a_server_without_avro_batches_gets_json_from_then_on(caplog) -> None:
         assert "does not take Avro batches" in caplog.text
     finally:
         server.shutdown()
+
+
+def _typed(value: object) -> object:
+    """A value with its exact type, for comparisons where 1 == 1.0 == True will not do."""
+    if isinstance(value, dict):
+        return (type(value), [(_typed(k), _typed(v)) for k, v in value.items()])
+    if isinstance(value, float) and value != value:
+        return (float, "nan")
+    return (type(value), value)
+
+
+class _Dict(dict):
+    """A dict subclass: the Python path, never the native copy."""
+
+
+def test_features_checked_natively_equal_the_python_check(monkeypatch) -> None:
+    """``_features`` with the native check (``plain_features``) returns what the Python
+    check returns, value types and key order included, or raises the same error."""
+    import math
+
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    import driftline.publisher as publisher
+
+    assert publisher._plain_features is not None  # the extension is part of the dev install
+    native = publisher._features
+    values = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=5),
+        st.sampled_from([np.float32(1.5), np.int64(3), np.bool_(True), math.nan]),
+    )
+    keys = st.one_of(st.text(max_size=4), st.integers(0, 3))
+    dicts = st.dictionaries(keys, values, max_size=8)
+
+    def python(features: dict) -> object:
+        with monkeypatch.context() as mp:
+            mp.setattr(publisher, "_plain_features", None)
+            return outcome(features)
+
+    def outcome(features: dict) -> object:
+        try:
+            return _typed(publisher._features(features))
+        except TypeError as exc:
+            return ("TypeError", str(exc))
+
+    @settings(max_examples=400, deadline=None)
+    @given(features=dicts, subclass=st.booleans())
+    def check(features: dict, subclass: bool) -> None:
+        given_features = _Dict(features) if subclass else features
+        expected = python(given_features)
+        assert outcome(given_features) == expected
+        got = native(given_features) if expected[0] != "TypeError" else None
+        if got is not None:
+            assert got is not given_features  # a copy, never the caller's dict
+
+    check()
+    with pytest.raises(TypeError, match="feature values must be"):
+        native({"x": [1, 2]})
