@@ -14,8 +14,9 @@ the same Avro payloads — never as a pass/fail:
   processed and stored; and with client and server in this one process (sharing its GIL);
 - resident memory (RSS) sampled along the runtime run: state is O(bins + reservoir +
   join horizon), so it must level off, not grow with the events;
-- the runtime run's CPU time per event (all threads), steadier than its rate on a busy
-  machine: what to compare between two versions.
+- the runtime run's CPU time per event (all threads), and the SDK's and the server's CPU
+  time per prediction through HTTP, steadier than the rates on a busy machine: what to
+  compare between two versions.
 
 Run: ``.venv/bin/python benchmarks/bench_embedded.py [--events N] [--http-events N]``.
 """
@@ -202,10 +203,26 @@ def bench_http(preds: list[dict], labels: list[dict], t0: int, data_dir: Path, b
     return len(preds) / elapsed
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (``/proc/<pid>/stat``; NaN if
+    unavailable)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_http_process(
     preds: list[dict], labels: list[dict], t0: int, data_dir: Path, batch: int
-) -> float:
-    """SDK in this process → ``driftline serve`` in its own process → its store."""
+) -> tuple[float, float, float]:
+    """SDK in this process → ``driftline serve`` in its own process → its store.
+
+    Returns the rate, and the CPU seconds per prediction of this process (the SDK, while
+    it publishes) and of the server (all its threads, until everything is stored)."""
     import os
     import re
     import signal
@@ -260,11 +277,13 @@ def bench_http_process(
         urllib.request.urlopen(request, timeout=60).read()
         pub = Publisher(url, batch_size=batch)
         t = time.perf_counter()
+        client_cpu, server_cpu = time.process_time(), proc_cpu_seconds(server.pid)
         for topic, records in interleave(preds, labels, batch):
             kind = "predictions" if topic == Topic.PREDICTIONS else "labels"
             for r in records:
                 send_record(pub, kind, r)
         pub.flush(wait=True)
+        client_cpu = time.process_time() - client_cpu
         target = f'driftline_events_in_total{{topic="driftline.predictions"}} {float(len(preds))}'
         while True:
             text = get("/metrics")
@@ -277,8 +296,9 @@ def bench_http_process(
                 )
             time.sleep(0.01)
         elapsed = time.perf_counter() - t
+        server_cpu = proc_cpu_seconds(server.pid) - server_cpu
         pub.close()
-        return len(preds) / elapsed
+        return len(preds) / elapsed, client_cpu / len(preds), server_cpu / len(preds)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -330,11 +350,16 @@ def main() -> None:
             print(f"RSS growth over the second half of the run: {grow:+.0f} MiB")
         if args.http_events:
             hp, hl = make_events(args.http_events, t0, seed=2)
-            prate = bench_http_process(hp, hl, t0, tmp / "serve", args.batch)
+            prate, sdk_cpu, serve_cpu = bench_http_process(hp, hl, t0, tmp / "serve", args.batch)
             print(
                 f"SDK -> HTTP API (driftline serve, own process) -> runtime -> store: "
                 f"{prate:,.0f} events/s = {prate / ceiling:.1%} of the ceiling, "
                 f"{prate / rate:.2f}x the in-process runtime"
+            )
+            print(
+                f"  CPU per prediction (with half a label): SDK process {sdk_cpu * 1e6:.1f} us, "
+                f"driftline serve (all threads) {serve_cpu * 1e6:.1f} us "
+                f"({(sdk_cpu + serve_cpu) * prate:.2f} cores busy)"
             )
             hrate = bench_http(hp, hl, t0, tmp / "http", args.batch)
             print(
