@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from proc_cpu import proc_cpu_seconds
 
 from detectors.profile import ReferenceProfile
 from schemas.codec import AvroCodec
@@ -201,19 +202,6 @@ def bench_http(preds: list[dict], labels: list[dict], t0: int, data_dir: Path, b
     thread.join(10)
     rt.stop()
     return len(preds) / elapsed
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (``/proc/<pid>/stat``; NaN if
-    unavailable)."""
-    import os
-
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_http_process(

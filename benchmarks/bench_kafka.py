@@ -50,6 +50,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from proc_cpu import proc_cpu_seconds
 
 from detectors.profile import ReferenceProfile
 from schemas.codec import AvroCodec
@@ -315,17 +316,6 @@ def proc_status(pid: int, field: str) -> float:
     except OSError:
         pass
     return float("nan")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (``/proc/<pid>/stat``; NaN if
-    unavailable): less disturbed by the rest of a busy machine than a rate is."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Worker:

@@ -1060,13 +1060,7 @@ class _Ingest:
         rejection and dead letter of its rest (the index after the last event read)."""
         split = avro_batch.split(body)
         frames = split.frames
-        count = len(frames) + (split.error is not None)
-        if count > self._max_batch_size:
-            raise _error(
-                413,
-                f"{count} events in one request exceed the limit of "
-                f"{self._max_batch_size} (max_batch_size); split the batch",
-            )
+        self._check_batch_size(len(frames) + (split.error is not None))
         if split.error is None:
             if not frames:
                 raise _error(422, "the request holds no events")
@@ -1133,13 +1127,17 @@ class _Ingest:
             raise _error(422, reason)
         if not events:
             raise _error(422, "the request holds no events")
-        if len(events) > self._max_batch_size:
+        self._check_batch_size(len(events))
+        return events
+
+    def _check_batch_size(self, count: int) -> None:
+        """413 for a request of more than ``max_batch_size`` events."""
+        if count > self._max_batch_size:
             raise _error(
                 413,
-                f"{len(events)} events in one request exceed the limit of "
+                f"{count} events in one request exceed the limit of "
                 f"{self._max_batch_size} (max_batch_size); split the batch",
             )
-        return events
 
     def _dead_letters(self, topic: Topic, letters: list[dict[str, Any]]) -> None:
         try:

@@ -99,29 +99,38 @@ def test_client_side_type_errors_are_immediate() -> None:
         pub.predict("m", "1", {"x": 1}, prediction=1.0, timestamp=datetime(2024, 1, 1))
 
 
-class _Flaky(BaseHTTPRequestHandler):
-    """A real HTTP server that answers 503 twice, then accepts (stands in for a restarting server)."""
-
-    calls: ClassVar[list[int]] = []
+class _FakeServer(BaseHTTPRequestHandler):
+    """A real HTTP server's handler: :meth:`answer` turns each POST (content type and
+    body) into a status and a JSON answer."""
 
     def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        events = body_events(self.headers["Content-Type"], self.rfile.read(length))
-        self.calls.append(len(events))
-        status = 503 if len(self.calls) <= 2 else 202
-        body = json.dumps(
-            {"accepted": len(events), "rejected": [], "position": 1}
-            if status == 202
-            else {"detail": "busy"}
-        ).encode()
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        status, answer = self.answer(self.headers["Content-Type"], data)
+        body = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    def answer(self, content_type: str, data: bytes) -> tuple[int, dict]:
+        raise NotImplementedError
+
     def log_message(self, *args: object) -> None:
         pass
+
+
+class _Flaky(_FakeServer):
+    """Answers 503 twice, then accepts (stands in for a restarting server)."""
+
+    calls: ClassVar[list[int]] = []
+
+    def answer(self, content_type: str, data: bytes) -> tuple[int, dict]:
+        events = body_events(content_type, data)
+        self.calls.append(len(events))
+        if len(self.calls) <= 2:
+            return 503, {"detail": "busy"}
+        return 202, {"accepted": len(events), "rejected": [], "position": 1}
 
 
 def test_retries_with_backoff_on_503_then_succeeds() -> None:
@@ -166,27 +175,17 @@ def test_send_record_takes_predictions_or_labels_only() -> None:
         send_record(pub, "alerts", {})
 
 
-class _RefusesFirst(BaseHTTPRequestHandler):
-    """A real HTTP server that refuses the first request (400: not retried), then accepts."""
+class _RefusesFirst(_FakeServer):
+    """Refuses the first request (400: not retried), then accepts."""
 
     batches: ClassVar[list[list[str]]] = []
 
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        events = body_events(self.headers["Content-Type"], self.rfile.read(length))
+    def answer(self, content_type: str, data: bytes) -> tuple[int, dict]:
+        events = body_events(content_type, data)
         self.batches.append([e["prediction_id"] for e in events])
-        first = len(self.batches) == 1
-        body = json.dumps(
-            {"detail": "no"} if first else {"accepted": len(events), "rejected": [], "position": 1}
-        ).encode()
-        self.send_response(400 if first else 202)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        if len(self.batches) == 1:
+            return 400, {"detail": "no"}
+        return 202, {"accepted": len(events), "rejected": [], "position": 1}
 
 
 def test_a_background_failure_surfaces_at_the_next_send_and_loses_nothing() -> None:
@@ -374,29 +373,17 @@ def test_avro_request_bodies_decode_to_the_events_json_would_carry() -> None:
         Publisher("http://x", encoding="xml")  # type: ignore[arg-type]
 
 
-class _JsonOnly(BaseHTTPRequestHandler):
-    """A real HTTP server that takes JSON bodies only (415 otherwise): stands in for a
-    driftline server from before Avro batches."""
+class _JsonOnly(_FakeServer):
+    """Takes JSON bodies only (415 otherwise): stands in for a driftline server from
+    before Avro batches."""
 
     seen: ClassVar[list[str]] = []
 
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        data = self.rfile.read(length)
-        self.seen.append(self.headers["Content-Type"])
-        if self.headers["Content-Type"] != "application/json":
-            status, answer = 415, {"detail": "unsupported Content-Type"}
-        else:
-            status, answer = 202, {"accepted": len(json.loads(data)["events"]), "rejected": []}
-        body = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+    def answer(self, content_type: str, data: bytes) -> tuple[int, dict]:
+        self.seen.append(content_type)
+        if content_type != "application/json":
+            return 415, {"detail": "unsupported Content-Type"}
+        return 202, {"accepted": len(json.loads(data)["events"]), "rejected": []}
 
 
 def test_a_server_without_avro_batches_gets_json_from_then_on(caplog) -> None:

@@ -84,6 +84,25 @@ def feed(rt: EmbeddedRuntime, ops: list[tuple[Topic, list[dict]]]) -> None:
         rt.submit(topic, batch)
 
 
+def uninterrupted_run(
+    tmp: Path, client, database: str, ops: list[tuple[Topic, list[dict]]]
+) -> dict[str, list[str]]:
+    """Every stored row after ``ops`` went through a runtime that was never interrupted
+    (in its own database, dropped afterwards): the reference of the replay tests."""
+    store = ClickHouseStore(client, database=database)
+    store.migrate()
+    try:
+        ref = make_runtime(tmp, store)
+        ref.submit(Topic.MODEL_EVENTS, [model_event()])
+        feed(ref, ops)
+        ref.drain()
+        expected = snapshot_tables(client, database)
+        ref.stop()
+        return expected
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+
+
 def test_stream_through_the_runtime_into_the_store(tmp_path, store) -> None:
     rt = make_runtime(tmp_path, store)
     rt.submit(Topic.MODEL_EVENTS, [model_event()])
@@ -141,41 +160,28 @@ def test_crash_and_replay_equal_an_uninterrupted_run(tmp_path, chdb_client, ch_d
     events = predictions(8, 150, drift_from=4, seed=9)
     labels = labels_for(events, every=3)
 
-    ref_db = ch_database + "_ref"
-    ref_store = ClickHouseStore(chdb_client, database=ref_db)
-    ref_store.migrate()
-    try:
-        ops = operations(events, labels)
-        ref = make_runtime(tmp_path / "ref", ref_store)
-        ref.submit(Topic.MODEL_EVENTS, [model_event()])
-        feed(ref, ops)
-        ref.drain()
-        expected = snapshot_tables(chdb_client, ref_db)
-        ref.stop()
+    ops = operations(events, labels)
+    expected = uninterrupted_run(tmp_path / "ref", chdb_client, ch_database + "_ref", ops)
 
-        store = ClickHouseStore(chdb_client, database=ch_database)
-        store.migrate()
-        a = make_runtime(tmp_path / "run", store)
-        a.submit(Topic.MODEL_EVENTS, [model_event()])
-        third = len(ops) // 3
-        feed(a, ops[:third])
-        a.drain()
-        a.checkpoint()
-        feed(a, ops[third : 2 * third])
-        a.drain()  # processed and written after the checkpoint, then "killed": no stop(), no checkpoint
-        a.log.close()
+    store = ClickHouseStore(chdb_client, database=ch_database)
+    store.migrate()
+    a = make_runtime(tmp_path / "run", store)
+    a.submit(Topic.MODEL_EVENTS, [model_event()])
+    third = len(ops) // 3
+    feed(a, ops[:third])
+    a.drain()
+    a.checkpoint()
+    feed(a, ops[third : 2 * third])
+    a.drain()  # processed and written after the checkpoint, then "killed": no stop(), no checkpoint
+    a.log.close()
 
-        b = make_runtime(
-            tmp_path / "run", store
-        )  # restores the checkpoint, replays from its position
-        assert b.position < b.log.end
-        feed(b, ops[2 * third :])
-        b.drain()
-        assert snapshot_tables(chdb_client, ch_database) == expected
-        assert expected["drift_metrics"] and expected["alerts"] and expected["performance_metrics"]
-        b.stop()
-    finally:
-        chdb_client.command(f"DROP DATABASE IF EXISTS {ref_db} SYNC")
+    b = make_runtime(tmp_path / "run", store)  # restores the checkpoint, replays from its position
+    assert b.position < b.log.end
+    feed(b, ops[2 * third :])
+    b.drain()
+    assert snapshot_tables(chdb_client, ch_database) == expected
+    assert expected["drift_metrics"] and expected["alerts"] and expected["performance_metrics"]
+    b.stop()
 
 
 def test_submit_encoded_equals_submit_and_replays_from_the_log(
@@ -197,38 +203,27 @@ def test_submit_encoded_equals_submit_and_replays_from_the_log(
             result = rt.submit_encoded(topic, payloads, records)
             assert result.accepted == list(range(len(batch))) and result.rejected == []
 
-    ref_db = ch_database + "_ref"
-    ref_store = ClickHouseStore(chdb_client, database=ref_db)
-    ref_store.migrate()
-    try:
-        ref = make_runtime(tmp_path / "ref", ref_store)
-        ref.submit(Topic.MODEL_EVENTS, [model_event()])
-        feed(ref, ops)
-        ref.drain()
-        expected = snapshot_tables(chdb_client, ref_db)
-        ref.stop()
+    expected = uninterrupted_run(tmp_path / "ref", chdb_client, ch_database + "_ref", ops)
 
-        store = ClickHouseStore(chdb_client, database=ch_database)
-        store.migrate()
-        a = make_runtime(tmp_path / "run", store)
-        a.submit(Topic.MODEL_EVENTS, [model_event()])
-        half = len(ops) // 2
-        feed_encoded(a, ops[:half])
-        a.drain()
-        a.log.close()  # "killed": no checkpoint, so b processes everything from the log
-        b = make_runtime(tmp_path / "run", store)
-        assert b.position == 0 < b.log.end
-        feed_encoded(b, ops[half:])
-        b.drain()
-        assert snapshot_tables(chdb_client, ch_database) == expected
-        assert expected["drift_metrics"] and expected["performance_metrics"]
-        with pytest.raises(ValueError, match="takes records"):
-            b.submit_encoded(Topic.MODEL_EVENTS, [b"x"], [{}])
-        with pytest.raises(ValueError, match="1 payloads but 0 records"):
-            b.submit_encoded(Topic.PREDICTIONS, [b"x"], [])
-        b.stop()
-    finally:
-        chdb_client.command(f"DROP DATABASE IF EXISTS {ref_db} SYNC")
+    store = ClickHouseStore(chdb_client, database=ch_database)
+    store.migrate()
+    a = make_runtime(tmp_path / "run", store)
+    a.submit(Topic.MODEL_EVENTS, [model_event()])
+    half = len(ops) // 2
+    feed_encoded(a, ops[:half])
+    a.drain()
+    a.log.close()  # "killed": no checkpoint, so b processes everything from the log
+    b = make_runtime(tmp_path / "run", store)
+    assert b.position == 0 < b.log.end
+    feed_encoded(b, ops[half:])
+    b.drain()
+    assert snapshot_tables(chdb_client, ch_database) == expected
+    assert expected["drift_metrics"] and expected["performance_metrics"]
+    with pytest.raises(ValueError, match="takes records"):
+        b.submit_encoded(Topic.MODEL_EVENTS, [b"x"], [{}])
+    with pytest.raises(ValueError, match="1 payloads but 0 records"):
+        b.submit_encoded(Topic.PREDICTIONS, [b"x"], [])
+    b.stop()
 
 
 def test_log_recovers_from_a_torn_tail(tmp_path) -> None:
