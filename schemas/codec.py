@@ -65,6 +65,7 @@ import fastavro.validation
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import to_parsing_canonical_form
 
+from schemas.columns import PredictionColumns
 from schemas.native import NATIVE, driftline_native
 
 __all__ = [
@@ -616,6 +617,31 @@ class AvroCodec:
             payloads, entry.header, self.limit(schema_name)
         )
         return records
+
+    def decode_prediction_columns(self, payloads: list[Any]) -> PredictionColumns | None:
+        """A batch of predictions decoded into columns (:class:`schemas.columns.PredictionColumns`),
+        when every payload is what :meth:`decode_all` decodes and the events share one model
+        version, the same numeric features in the same order and no segment; else None
+        (then :meth:`decode_all` or :meth:`decode_many_as`).
+
+        Its :meth:`~schemas.columns.PredictionColumns.records` are :meth:`decode_all`'s.
+        """
+        native = self._native.get("prediction")
+        module = driftline_native
+        if (
+            native is None
+            or module is None
+            or type(payloads) is not list
+            or not hasattr(module, "decode_prediction_columns")
+        ):
+            return None
+        entry = self._entry("prediction", ValueError)
+        decoded = module.decode_prediction_columns(payloads, entry.header, self.limit("prediction"))
+        if decoded is None:
+            return None
+        return PredictionColumns.from_native(
+            decoded, payloads, lambda p: self.decode_all("prediction", p)
+        )
 
     def decode_many_as(
         self, schema_name: str, items: Iterable[Payload]

@@ -13,9 +13,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 mod avro;
+mod columns;
 mod dedup;
 mod hashing;
 mod rowbinary;
@@ -384,6 +385,20 @@ fn decode_labels_all<'py>(
     decode_all(py, avro::Schema::Label, payloads, header, max_len)
 }
 
+/// `prediction` payloads decoded into columns (see `columns::predictions`), or None for
+/// any batch outside the common shape (then `decode_predictions_all` / the Python path).
+#[pyfunction]
+fn decode_prediction_columns<'py>(
+    py: Python<'py>,
+    payloads: &Bound<'py, PyList>,
+    header: &[u8],
+    max_len: usize,
+) -> Option<Bound<'py, PyTuple>> {
+    strings::with_cache(|cache| {
+        guard(|| columns::predictions(py, payloads, header, max_len, cache))
+    })
+}
+
 /// RowBinary rows (columns of `COLUMNS["predictions"]`) of decoded `prediction` records,
 /// or None when any record is outside the strict shape (use the Python rows instead).
 #[pyfunction]
@@ -554,6 +569,7 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize_labels, m)?)?;
     m.add_function(wrap_pyfunction!(feature_columns, m)?)?;
     m.add_class::<dedup::RecentIds>()?;
+    m.add_function(wrap_pyfunction!(decode_prediction_columns, m)?)?;
     m.add_function(wrap_pyfunction!(log_frames, m)?)?;
     m.add_function(wrap_pyfunction!(plain_features, m)?)?;
     m.add_function(wrap_pyfunction!(join_bytes_array, m)?)?;

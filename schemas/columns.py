@@ -1,0 +1,188 @@
+"""A batch of prediction events held as columns, not as a dict per event.
+
+The Avro batches an SDK sends are nearly always of one shape: one model version, the same
+numeric features in the same order in every event, no segment. The native extension
+decodes such a batch in one pass straight into what the embedded runtime reads from it
+(ids, timestamps, a row of values per feature, predictions) and into the RowBinary rows
+of the raw ``predictions`` table, without building ~25 Python objects per event
+(:meth:`schemas.codec.AvroCodec.decode_prediction_columns`).
+
+The processors and the store take a :class:`PredictionColumns` where they take a list of
+prediction records, and give the same results; any of them that needs the records (a
+label waiting for one of the predictions, a segmented processor, a duplicate id) calls
+:meth:`PredictionColumns.records`, which decodes the payloads as
+:meth:`~schemas.codec.AvroCodec.decode_all` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PredictionColumns", "join_groups", "records_of"]
+
+
+class PredictionColumns:
+    """Predictions of one model version, decoded into columns.
+
+    Attributes
+    ----------
+    ids
+        ``prediction_id`` of each event, in order.
+    model_name, model_version
+        The model version of every event.
+    timestamps
+        ``timestamp`` of each event (int64 epoch ms).
+    feature_names
+        The features of every event (each a finite number), in the order written.
+    features
+        ``(len(feature_names), len(self))`` float64: row ``j`` holds feature
+        ``feature_names[j]`` of every event.
+    predictions
+        ``prediction`` of each event (``float`` or ``str``).
+    rows
+        The events as RowBinary rows of the raw ``predictions`` table
+        (``schemas.rows.COLUMNS["predictions"]``): what ``schemas.native.rowbinary`` writes
+        for :meth:`records`.
+    payloads
+        The single-object encoded events the columns were decoded from.
+    """
+
+    __slots__ = (
+        "_decode",
+        "_records",
+        "feature_names",
+        "features",
+        "ids",
+        "model_name",
+        "model_version",
+        "payloads",
+        "predictions",
+        "rows",
+        "timestamps",
+    )
+
+    def __init__(
+        self,
+        *,
+        ids: list[str],
+        model_name: str,
+        model_version: str,
+        timestamps: np.ndarray,
+        feature_names: list[str],
+        features: np.ndarray,
+        predictions: list[Any],
+        rows: bytes,
+        payloads: list[bytes],
+        decode: Callable[[list[bytes]], list[dict[str, Any]] | None],
+    ) -> None:
+        n = len(ids)
+        if not (
+            len(timestamps) == len(predictions) == len(payloads) == n
+            and features.shape == (len(feature_names), n)
+        ):
+            raise ValueError("the columns of a PredictionColumns differ in length")
+        self.ids = ids
+        self.model_name = model_name
+        self.model_version = model_version
+        self.timestamps = timestamps
+        self.feature_names = feature_names
+        self.features = features
+        self.predictions = predictions
+        self.rows = rows
+        self.payloads = payloads
+        self._decode = decode
+        self._records: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def from_native(
+        cls,
+        decoded: tuple[Any, ...],
+        payloads: list[bytes],
+        decode: Callable[[list[bytes]], list[dict[str, Any]] | None],
+    ) -> PredictionColumns:
+        """From ``driftline_native.decode_prediction_columns``'s tuple."""
+        ids, model, version, ts, names, values, predictions, rows = decoded
+        n = len(ids)
+        return cls(
+            ids=ids,
+            model_name=model,
+            model_version=version,
+            timestamps=np.frombuffer(ts, dtype="<i8").astype(np.int64),
+            feature_names=names,
+            features=np.frombuffer(values, dtype="<f8").astype(np.float64).reshape(len(names), n),
+            predictions=predictions,
+            rows=rows,
+            payloads=payloads,
+            decode=decode,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"PredictionColumns({len(self)} predictions of {self.model_name!r} version "
+            f"{self.model_version!r}, {len(self.feature_names)} features)"
+        )
+
+    def records(self) -> list[dict[str, Any]]:
+        """The events as records (``AvroCodec.decode_all`` of the payloads), decoded once."""
+        if self._records is None:
+            records = self._decode(self.payloads)
+            if records is None:  # the columns came from these very payloads
+                raise RuntimeError("payloads decoded into columns do not decode into records")
+            self._records = records
+        return self._records
+
+    @classmethod
+    def concat(cls, batches: Sequence[PredictionColumns]) -> PredictionColumns | None:
+        """The batches one after the other, when they are of one model version with the
+        same features; else None (then take their :meth:`records`)."""
+        if not batches:
+            return None
+        first = batches[0]
+        if len(batches) == 1:
+            return first
+        for b in batches[1:]:
+            if (
+                b.model_name != first.model_name
+                or b.model_version != first.model_version
+                or b.feature_names != first.feature_names
+            ):
+                return None
+        return cls(
+            ids=[i for b in batches for i in b.ids],
+            model_name=first.model_name,
+            model_version=first.model_version,
+            timestamps=np.concatenate([b.timestamps for b in batches]),
+            feature_names=first.feature_names,
+            features=np.concatenate([b.features for b in batches], axis=1),
+            predictions=[p for b in batches for p in b.predictions],
+            rows=b"".join(b.rows for b in batches),
+            payloads=[p for b in batches for p in b.payloads],
+            decode=first._decode,
+        )
+
+
+def records_of(group: Sequence[Any] | PredictionColumns) -> Sequence[Any]:
+    """``group`` as records (a :class:`PredictionColumns` decoded, a list as it is)."""
+    if isinstance(group, PredictionColumns):
+        return group.records()
+    return group
+
+
+def join_groups(
+    groups: Sequence[list[dict[str, Any]] | PredictionColumns],
+) -> list[dict[str, Any]] | PredictionColumns:
+    """Consecutive groups of one topic's records as one: batches of columns concatenated
+    when they can be (:meth:`PredictionColumns.concat`), else every group's records."""
+    if len(groups) == 1:
+        return groups[0]
+    if all(type(g) is PredictionColumns for g in groups):
+        joined = PredictionColumns.concat(groups)  # type: ignore[arg-type]
+        if joined is not None:
+            return joined
+    return [rec for g in groups for rec in records_of(g)]
