@@ -107,6 +107,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, Protocol, Self
 
 import msgspec
+import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -966,8 +967,18 @@ class _Ingest:
                 return self._answer(topic, 1, [], [_Rejection(0, reason)], None, None)
         elif kind == "avro-batch":
             frames, broken = self._avro_frames(topic, body)
-            decoded_all = self._codec.decode_all(topic.schema_name, frames)
             submit_encoded = getattr(self._runtime, "submit_encoded", None)
+            if broken is None and submit_encoded is not None and topic == Topic.PREDICTIONS:
+                # The SDK's batch: one model version, the same numeric features in every
+                # event. Decoded into columns, no dict per event (schemas.columns).
+                columns = self._codec.decode_prediction_columns(frames)
+                if columns is not None and _all_in_range(columns.timestamps):
+                    if inline:
+                        result = submit_encoded(topic, frames, columns, wait_for_room=False)
+                    else:
+                        result = submit_encoded(topic, frames, columns)
+                    return self._submitted(topic, len(frames), result, wait)
+            decoded_all = self._codec.decode_all(topic.schema_name, frames)
             if (
                 broken is None
                 and decoded_all is not None
@@ -1163,6 +1174,15 @@ def _body_kind(content_type: str | None) -> _BodyKind:
         f"unsupported Content-Type {media!r}: send application/json, one Avro "
         f"single-object record as {' or '.join(sorted(AVRO_CONTENT_TYPES))}, or an Avro "
         f"batch as {AVRO_BATCH_CONTENT_TYPE}",
+    )
+
+
+def _all_in_range(timestamps: np.ndarray) -> bool:
+    """Whether every timestamp is one the store holds (``_in_range`` of each record)."""
+    return bool(
+        len(timestamps)
+        and timestamps.min() >= MIN_TIMESTAMP_MS
+        and timestamps.max() < MAX_TIMESTAMP_MS
     )
 
 

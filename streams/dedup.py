@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Any
+from typing import Any, overload
 
+from schemas.columns import PredictionColumns
 from schemas.native import driftline_native
 from schemas.topics import Topic
 from streams.processor import Emit, invalid
@@ -119,15 +120,38 @@ class Deduplicator:
         self._seen = {t: recent_ids(capacity, native) for t in _KEYED}
         self.duplicates = 0
 
-    def filter(self, topic: Topic, records: list[dict]) -> tuple[list[dict], list[Emit]]:
-        """Records not seen before, and a dead letter for each duplicate."""
+    @overload
+    def filter(
+        self, topic: Topic, records: PredictionColumns
+    ) -> tuple[list[dict] | PredictionColumns, list[Emit]]: ...
+
+    @overload
+    def filter(self, topic: Topic, records: list[dict]) -> tuple[list[dict], list[Emit]]: ...
+
+    def filter(
+        self, topic: Topic, records: list[dict] | PredictionColumns
+    ) -> tuple[list[dict] | PredictionColumns, list[Emit]]:
+        """Records not seen before, and a dead letter for each duplicate (a batch of
+        columns comes back as it is when it holds no duplicate, else as its records)."""
         if topic not in _KEYED:
             return records, []
         seen = self._seen[topic]
-        ids: list[Any] = [rec.get("prediction_id") for rec in records]
-        duplicates = seen.add_ids(ids)
-        if duplicates is None:  # an id that is not a string: the processors dead-letter it
-            duplicates = seen.add_keys([_digest(p) if isinstance(p, str) else None for p in ids])
+        ids: list[Any]
+        if type(records) is PredictionColumns:
+            ids = records.ids
+            duplicates = seen.add_ids(ids)
+            if duplicates is not None and not duplicates:
+                return records, []
+            if duplicates is None:
+                duplicates = seen.add_keys([_digest(p) for p in ids])
+            records = records.records()
+        else:
+            ids = [rec.get("prediction_id") for rec in records]
+            duplicates = seen.add_ids(ids)
+            if duplicates is None:  # an id that is not a string: the processors dead-letter it
+                duplicates = seen.add_keys(
+                    [_digest(p) if isinstance(p, str) else None for p in ids]
+                )
         if not duplicates:
             return list(records), []
         dead: list[Emit] = []

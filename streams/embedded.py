@@ -33,6 +33,7 @@ from typing import Any
 
 from detectors.drift import DriftConfig
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
+from schemas.columns import PredictionColumns, join_groups
 from schemas.native import normalized
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
@@ -54,8 +55,10 @@ log = logging.getLogger("driftline.embedded")
 
 _CHECKPOINT_VERSION = 1
 
-_Write = tuple[Topic, list[dict]]  # records of one topic for the store
-_Run = tuple[Topic, list[dict]]  # consecutive input records of one topic
+# records of one topic for the store
+_Write = tuple[Topic, list[dict] | PredictionColumns]
+# consecutive input records of one topic (the predictions of an Avro batch as columns)
+_Run = tuple[Topic, list[dict] | PredictionColumns]
 
 
 @dataclass
@@ -246,7 +249,7 @@ class EmbeddedRuntime:
         self,
         topic: Topic,
         payloads: list[bytes],
-        records: list[dict[str, Any]],
+        records: list[dict[str, Any]] | PredictionColumns,
         *,
         wait_for_room: bool = True,
     ) -> PublishResult:
@@ -254,12 +257,13 @@ class EmbeddedRuntime:
         records encodes each).
 
         ``payloads`` are predictions or labels in the *current* schema's single-object
-        encoding, and ``records`` what ``AvroCodec.decode_all`` decoded from them: that
-        call is the check that every payload is a valid event (it returns None for a batch
-        holding any other, whose events go through ``submit`` as records instead). The
-        payloads are appended durably as they are; the processing thread takes the
-        records, and after a restart decodes the same records from the log. Back-pressure
-        as in ``submit``.
+        encoding, and ``records`` what ``AvroCodec.decode_all`` decoded from them, or for
+        predictions what ``AvroCodec.decode_prediction_columns`` decoded: that call is the
+        check that every payload is a valid event (it returns None for a batch holding
+        any other, whose events go through ``submit`` as records instead). The payloads
+        are appended durably as they are; the processing thread takes the records (or
+        columns), and after a restart decodes the same records from the log.
+        Back-pressure as in ``submit``.
         """
         if topic not in _NORMALIZE:
             raise ValueError(
@@ -268,6 +272,8 @@ class EmbeddedRuntime:
             )
         if len(payloads) != len(records):
             raise ValueError(f"{len(payloads)} payloads but {len(records)} records")
+        if type(records) is PredictionColumns and topic != Topic.PREDICTIONS:
+            raise ValueError(f"columns of predictions submitted to {topic}")
         result = PublishResult()
         with gc_paused():
             result.accepted.extend(range(len(records)))
@@ -282,7 +288,9 @@ class EmbeddedRuntime:
         self._wake()
         return end
 
-    def _append_run(self, topic: Topic, payloads: list[bytes], records: list[dict]) -> int:
+    def _append_run(
+        self, topic: Topic, payloads: list[bytes], records: list[dict] | PredictionColumns
+    ) -> int:
         """``_append`` of one topic's accepted records (framed natively)."""
         end = self.log.append_run(topic, payloads, self._registrar([(topic, records)]))
         self._wake()
@@ -392,20 +400,22 @@ class EmbeddedRuntime:
             if self._inflight[0][0] != self._cursor:
                 start = self._inflight[0][0]
                 return None, start if start > self._cursor else None
-            runs: list[_Run] = []
+            grouped: list[tuple[Topic, list[list[dict] | PredictionColumns]]] = []
             taken = 0
             end = self._cursor
             while self._inflight and self._inflight[0][0] == end and taken < self.batch_size:
                 _, end, decoded = self._inflight.popleft()
                 for topic, group in decoded:
                     taken += len(group)
-                    if runs and runs[-1][0] == topic:  # consecutive records of one topic: one run
-                        runs[-1] = (topic, runs[-1][1] + group)
+                    if grouped and grouped[-1][0] == topic:  # consecutive records of one topic
+                        grouped[-1][1].append(group)
                     else:
-                        runs.append((topic, group))
+                        grouped.append((topic, [group]))
             self._inflight_records -= taken
             self._room.notify_all()
-            return (runs, end), None
+        # one run per topic change (outside the lock: joining copies)
+        runs: list[_Run] = [(topic, join_groups(groups)) for topic, groups in grouped]
+        return (runs, end), None
 
     def drain(self) -> None:
         """Process everything appended so far (in the calling thread when not started)."""
@@ -547,15 +557,16 @@ class EmbeddedRuntime:
         """Run a batch (runs of records per topic, in order) through dedup and the
         processors; the store writes it calls for."""
         produced = produced if produced is not None else []
-        inputs: dict[Topic, list[dict]] = {}
+        inputs: dict[Topic, list[list[dict] | PredictionColumns]] = {}
         for topic, group in runs:
             kept, dead = self.dedup.filter(topic, group)
             produced.extend(dead)
             self.counters[f"in:{topic.value}"] += len(kept)
-            inputs.setdefault(topic, []).extend(kept)
+            if kept:
+                inputs.setdefault(topic, []).append(kept)
             if kept and topic != Topic.DEAD_LETTERS:
                 produced.extend(run_to_completion(self.processors, topic, kept))
-        writes: list[_Write] = [(topic, group) for topic, group in inputs.items() if group]
+        writes: list[_Write] = [(topic, join_groups(groups)) for topic, groups in inputs.items()]
         writes.extend(self._outputs(produced))
         return writes
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from detectors.concept import ConceptDriftDetector
+from schemas.columns import PredictionColumns
 from schemas.topics import Topic
 from streams.processor import Emit, invalid, stable_id
 
@@ -229,7 +230,25 @@ class LabelJoinProcessor:
                 out.extend(self._close(key, state, start))
         return out
 
-    def _on_predictions(self, records: list[dict]) -> list[Emit]:
+    def _on_predictions(self, records: list[dict] | PredictionColumns) -> list[Emit]:
+        if type(records) is PredictionColumns:
+            if not self._labels and records.ids:
+                # (the batch's columns hold only well-typed predictions)
+                timestamps = records.timestamps.tolist()
+                self._remember(
+                    records.ids,
+                    list(
+                        zip(
+                            itertools.repeat(records.model_name),
+                            itertools.repeat(records.model_version),
+                            timestamps,
+                            records.predictions,
+                        )
+                    ),
+                    max(timestamps),
+                )
+                return []
+            records = records.records()
         if not self._labels and self._remember_all(records):
             return []
         out: list[Emit] = []
@@ -274,6 +293,12 @@ class LabelJoinProcessor:
         timestamps = [v[2] for v in pending_values]
         if set(map(type, timestamps)) != {int}:
             return False
+        self._remember(pids, pending_values, max(timestamps))
+        return True
+
+    def _remember(self, pids: list[str], pending_values: list[tuple], newest: int) -> None:
+        """Keep predictions waiting for their labels (ids, (model, version, ts, prediction)
+        each, the newest ts); a repeated id moves to the end with its new value."""
         pending = self._predictions
         if pending.keys().isdisjoint(pids) and len(set(pids)) == len(pids):
             pending.update(zip(pids, pending_values, strict=True))  # all new: appended in order
@@ -282,8 +307,7 @@ class LabelJoinProcessor:
                 if pid in pending:
                     pending.move_to_end(pid)
                 pending[pid] = value
-        self._see(max(timestamps))
-        return True
+        self._see(newest)
 
     def _on_labels(self, records: list[dict]) -> list[Emit]:
         out: list[Emit] = []

@@ -40,6 +40,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
+from schemas.columns import PredictionColumns, join_groups, records_of
 from schemas.ddl import RAW_TABLES, TABLES, table_ddl
 from schemas.native import rowbinary
 from schemas.rows import COLUMNS, topic_rows
@@ -476,7 +477,7 @@ class ClickHouseStore:
 
     # ------------------------------------------------------------------ writes
 
-    def write(self, topic: Topic, records: Sequence[Mapping[str, Any]]) -> int:
+    def write(self, topic: Topic, records: Sequence[Mapping[str, Any]] | PredictionColumns) -> int:
         """Insert one batch of a topic's records: one insert per table, not per row.
 
         Parameters
@@ -486,7 +487,9 @@ class ClickHouseStore:
             requests. Model events fill ``model_versions`` and, when they carry a
             ``reference_profile``, ``reference_profiles``.
         records
-            Records shaped like the topic's Avro schema (timestamps in epoch ms).
+            Records shaped like the topic's Avro schema (timestamps in epoch ms), or
+            predictions decoded into columns (:class:`schemas.columns.PredictionColumns`,
+            inserted as the RowBinary rows they carry).
 
         Returns
         -------
@@ -503,6 +506,19 @@ class ClickHouseStore:
             already hold the batch; writing it again is harmless (writes are idempotent).
         """
         table = _RAW_EVENT_TABLES.get(topic)
+        if type(records) is PredictionColumns and topic == Topic.PREDICTIONS:
+            if not len(records):
+                return 0
+            # decoded with its rows (the bytes rowbinary writes for its records)
+            with self._failures(f"writing {len(records)} rows of {topic} to predictions"):
+                self._client.raw_insert(
+                    f"{self.database}.predictions",
+                    COLUMNS["predictions"],
+                    insert_block=records.rows,
+                    fmt="RowBinary",
+                )
+            return len(records)
+        records = records_of(records)
         if table is not None and records:
             # The raw events, by far the most rows: written as RowBinary by the native
             # extension when every record has the common shape (the same rows as below).
@@ -1191,11 +1207,12 @@ def _coalesce(
     batches: Sequence[Sequence[tuple[Topic, Any]]],
 ) -> list[tuple[Topic, list[Any]]]:
     """The writes of consecutive batches as one list of records per topic (first-seen topic
-    order, records in batch order)."""
+    order, records in batch order; predictions decoded into columns stay columns when
+    they can, see ``schemas.columns.join_groups``)."""
     if len(batches) == 1:
         return [(topic, records) for topic, records in batches[0]]
     merged: dict[Topic, list[Any]] = {}
     for writes in batches:
         for topic, records in writes:
-            merged.setdefault(topic, []).extend(records)
-    return list(merged.items())
+            merged.setdefault(topic, []).append(records)
+    return [(topic, join_groups(groups)) for topic, groups in merged.items()]

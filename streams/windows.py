@@ -27,6 +27,7 @@ import numpy as np
 from detectors.accumulator import WindowAccumulator
 from detectors.drift import DatasetDrift, DriftConfig, evaluate_window
 from detectors.profile import CategoricalProfile, ReferenceProfile
+from schemas.columns import PredictionColumns
 from schemas.native import driftline_native, feature_columns
 from schemas.topics import DATASET_FEATURE, PREDICTION_FEATURE, Topic
 from streams.processor import Emit, invalid, stable_id
@@ -158,7 +159,12 @@ class DriftWindowProcessor:
 
     # -- predictions ----------------------------------------------------------------------
 
-    def _predictions(self, records: list[dict]) -> list[Emit]:
+    def _predictions(self, records: list[dict] | PredictionColumns) -> list[Emit]:
+        if type(records) is PredictionColumns:
+            done = self._ingest_batch(records)
+            if done is not None:
+                return done
+            records = records.records()
         if self.segment_by is None and records:
             model_version = _one_model(records)
             if model_version is not None and model_version in self._profiles:
@@ -199,17 +205,47 @@ class DriftWindowProcessor:
             out.extend(self._ingest(key, recs))
         return out
 
+    def _ingest_batch(self, batch: PredictionColumns) -> list[Emit] | None:
+        """:meth:`_predictions` of a batch decoded into columns, without its records; None
+        when its records are needed (segments, no profile, a categorical feature among
+        the batch's numbers, a prediction that does not fit the profile)."""
+        key = (batch.model_name, batch.model_version, None)
+        profile = self._profiles.get((batch.model_name, batch.model_version))
+        if self.segment_by is not None or profile is None or not len(batch):
+            return None
+        columns = _batch_columns(profile, batch)
+        if columns is None:
+            return None
+        return self._ingest_columns(key, profile, columns, batch.timestamps, batch.ids, [])
+
     def _ingest(self, key: ModelKey, recs: list[dict]) -> list[Emit]:
         profile = self._profiles[(key[0], key[1])]
-        state = self._keys.setdefault(key, _KeyState())
         out: list[Emit] = []
         columns, bad = _columns(profile, recs)
         for i, reason in bad.items():
             out.append(invalid(Topic.PREDICTIONS, recs[i], reason))
-        ok = np.ones(len(recs), dtype=bool)
-        if bad:
-            ok[list(bad)] = False
         ts = np.fromiter((r["timestamp"] for r in recs), dtype=np.int64, count=len(recs))
+        ids = [r["prediction_id"] for r in recs]
+        return self._ingest_columns(key, profile, columns, ts, ids, list(bad), out)
+
+    def _ingest_columns(
+        self,
+        key: ModelKey,
+        profile: ReferenceProfile,
+        columns: dict[str, np.ndarray],
+        ts: np.ndarray,
+        ids: list[str],
+        bad: list[int],
+        out: list[Emit] | None = None,
+    ) -> list[Emit]:
+        """Add a batch of one key (its feature columns, times and ids; ``bad``: the indexes
+        of events left out, dead-lettered already) to its windows and close those the
+        watermark passed."""
+        out = [] if out is None else out
+        state = self._keys.setdefault(key, _KeyState())
+        ok = np.ones(len(ts), dtype=bool)
+        if bad:
+            ok[bad] = False
         starts = ts - ts % self.window_ms
         first_open = self._closed_before_each(state, ts, ok)
         late = ok & (starts < first_open)
@@ -226,7 +262,7 @@ class DriftWindowProcessor:
             state.late_total += int(late.sum())
             ok &= ~late
         if ok.any():
-            keys = event_keys([r["prediction_id"] for r in recs])
+            keys = event_keys(ids)
             for start in np.unique(starts[ok]).tolist():
                 sel = ok & (starts == start)
                 acc = state.open.get(start)
@@ -423,6 +459,38 @@ def _columns(
         else:
             columns[PREDICTION_FEATURE] = _numeric(preds, "prediction", bad)
     return columns, bad
+
+
+def _batch_columns(
+    profile: ReferenceProfile, batch: PredictionColumns
+) -> dict[str, np.ndarray] | None:
+    """:func:`_columns` of the batch's records, from its columns: the same arrays; None
+    when they would need the records (a categorical feature the batch holds numbers for,
+    a prediction of another type than the profile's)."""
+    n = len(batch)
+    index = {name: j for j, name in enumerate(batch.feature_names)}
+    columns: dict[str, np.ndarray] = {}
+    for name, fp in profile.features.items():
+        j = index.get(name)
+        if isinstance(fp, CategoricalProfile):
+            if j is not None:
+                return None
+            columns[name] = _categorical([None] * n)
+        elif j is None:
+            columns[name] = np.full(n, np.nan)
+        else:
+            columns[name] = batch.features[j]
+    if profile.prediction is not None:
+        preds = batch.predictions
+        if isinstance(profile.prediction, CategoricalProfile):
+            if not all(type(p) is str for p in preds):
+                return None
+            columns[PREDICTION_FEATURE] = _categorical(preds)
+        else:
+            if not all(type(p) is float for p in preds):
+                return None
+            columns[PREDICTION_FEATURE] = np.array(preds, dtype=np.float64)
+    return columns
 
 
 def _python_feature_columns(feats: list[Any], names: list[str]) -> np.ndarray | None:

@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from driftline.settings import ApiToken, Settings
 from schemas import batch as avro_batch
 from schemas.codec import AvroCodec, EncodeError, dead_letter_record
+from schemas.columns import PredictionColumns
 from schemas.topics import DATASET_FEATURE, Topic
 from streams.api import (
     MAX_TIMESTAMP_MS,
@@ -891,6 +892,34 @@ def test_avro_batch_goes_to_submit_encoded_whole_when_every_event_is_current_and
         assert mixed.json()["accepted"] == 1 and mixed.json()["rejected"][0]["index"] == 1
         assert len(runtime.encoded) == 1 and len(runtime.submitted) == 1
     assert sorted(stored_ids(store)) == ["p-1", "p-2", "p-3"]  # (p-1 twice: kept once)
+
+
+def test_avro_batch_of_numeric_predictions_goes_to_submit_encoded_as_columns(
+    store: ClickHouseStore,
+) -> None:
+    """The SDK's common batch (one model version, the same numeric features) is decoded
+    into columns, not records; one event out of range sends it the general way."""
+    runtime = EncodedRuntime(store)
+    codec = AvroCodec()
+    numeric = [prediction(i, features={"age": 30.0 + i, "income": 1.5}) for i in range(1, 4)]
+    frames = [codec.encode("prediction", p) for p in numeric]
+    with TestClient(create_app(runtime, make_settings())) as client:
+        ok = client.post("/v1/predictions", content=avro_batch.join(frames), headers=AVRO_BATCH)
+        assert ok.status_code == 202 and ok.json()["accepted"] == 3
+        topic, payloads, columns = runtime.encoded[0]
+        assert topic == Topic.PREDICTIONS and payloads == frames
+        assert isinstance(columns, PredictionColumns)
+        assert columns.records() == [codec.decode_as("prediction", f) for f in frames]
+        assert columns.feature_names == ["age", "income"]
+        late = codec.encode(
+            "prediction", dict(numeric[0], prediction_id="p-9", timestamp=MAX_TIMESTAMP_MS)
+        )
+        mixed = client.post(
+            "/v1/predictions", content=avro_batch.join([frames[0], late]), headers=AVRO_BATCH
+        )
+        assert mixed.json()["accepted"] == 1 and mixed.json()["rejected"][0]["index"] == 1
+        assert len(runtime.encoded) == 1 and len(runtime.submitted) == 1
+    assert sorted(stored_ids(store)) == ["p-1", "p-2", "p-3"]
 
 
 # --------------------------------------------------------------------------- ingest: wait
