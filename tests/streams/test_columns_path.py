@@ -112,6 +112,20 @@ def operations() -> list[tuple[Topic, list[dict]]]:
     return ops
 
 
+def submit(rt: EmbeddedRuntime, ops: list[tuple[Topic, list[dict]]], *, columns: bool) -> None:
+    """Predictions as columns (``submit_encoded``, the API's path) or as records, labels
+    as records."""
+    for topic, batch in ops:
+        if columns and topic == Topic.PREDICTIONS:
+            payloads = [CODEC.encode("prediction", record) for record in batch]
+            decoded = CODEC.decode_prediction_columns(payloads)
+            assert isinstance(decoded, PredictionColumns)
+            result = rt.submit_encoded(topic, payloads, decoded)
+            assert result.accepted == list(range(len(batch)))
+        else:
+            rt.submit(topic, batch)
+
+
 def run(
     tmp: Path,
     client,
@@ -127,15 +141,7 @@ def run(
     if started:
         rt.start()
     rt.submit(Topic.MODEL_EVENTS, model_events())
-    for topic, batch in ops:
-        if columns and topic == Topic.PREDICTIONS:
-            payloads = [CODEC.encode("prediction", record) for record in batch]
-            decoded = CODEC.decode_prediction_columns(payloads)
-            assert isinstance(decoded, PredictionColumns)
-            result = rt.submit_encoded(topic, payloads, decoded)
-            assert result.accepted == list(range(len(batch)))
-        else:
-            rt.submit(topic, batch)
+    submit(rt, ops, columns=columns)
     rt.drain()
     rt.flush()
     stats = dict(rt.counters)
@@ -171,6 +177,41 @@ def test_columns_leave_the_rows_records_leave(tmp_path, chdb_client, ch_database
         f"SELECT DISTINCT model_version FROM {ch_database}.drift_metrics ORDER BY 1"
     ).result_rows
     assert versions == [("1",), ("2",)]
+
+
+def test_columns_processed_then_replayed_from_the_log_leave_the_same_rows(
+    tmp_path, chdb_client, ch_database
+) -> None:
+    """Killed without a checkpoint after half the batches went through as columns, the
+    runtime replays them from the log (decoded as records) and takes the rest as columns:
+    the same rows as an uninterrupted run of records."""
+    ops = operations()
+    try:
+        expected, _ = run(
+            tmp_path / "records",
+            chdb_client,
+            ch_database + "_rec",
+            ops,
+            columns=False,
+            started=False,
+        )
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS {ch_database}_rec SYNC")
+    store = ClickHouseStore(chdb_client, database=ch_database)
+    store.migrate()
+    a = make_runtime(tmp_path / "run", store)
+    a.submit(Topic.MODEL_EVENTS, model_events())
+    half = len(ops) // 2
+    submit(a, ops[:half], columns=True)
+    a.drain()
+    a.log.close()  # "killed": no checkpoint, so b processes everything from the log
+    b = make_runtime(tmp_path / "run", store)
+    assert b.position == 0 < b.log.end
+    submit(b, ops[half:], columns=True)
+    b.drain()
+    b.flush()
+    b.stop()
+    assert snapshot_tables(chdb_client, ch_database) == expected
 
 
 def test_decoded_columns_match_the_records() -> None:
