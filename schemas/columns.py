@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PredictionColumns", "join_groups", "records_of"]
+__all__ = [
+    "Group",
+    "PredictionColumns",
+    "PredictionRows",
+    "join_groups",
+    "merge_runs",
+    "records_of",
+]
 
 
 class PredictionColumns:
@@ -167,22 +174,77 @@ class PredictionColumns:
         )
 
 
-def records_of(group: Sequence[Any] | PredictionColumns) -> Sequence[Any]:
-    """``group`` as records (a :class:`PredictionColumns` decoded, a list as it is)."""
-    if isinstance(group, PredictionColumns):
+class PredictionRows:
+    """The raw-table rows of several batches of columns (of any model versions), for one
+    insert: what a step of several models stores (``join_groups``)."""
+
+    __slots__ = ("parts", "rows")
+
+    def __init__(self, parts: list[PredictionColumns]) -> None:
+        self.parts = parts
+        self.rows = b"".join(part.rows for part in parts)
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def __repr__(self) -> str:
+        return f"PredictionRows({len(self)} predictions in {len(self.parts)} batches)"
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every part's records, in order."""
+        return [rec for part in self.parts for rec in part.records()]
+
+
+Group = list[dict[str, Any]] | PredictionColumns
+"""Consecutive records of one topic: a list, or predictions decoded into columns."""
+
+
+def records_of(group: Sequence[Any] | PredictionColumns | PredictionRows) -> Sequence[Any]:
+    """``group`` as records (columns decoded, a list as it is)."""
+    if isinstance(group, PredictionColumns | PredictionRows):
         return group.records()
     return group
 
 
+def merge_runs(groups: Sequence[Group]) -> list[Group]:
+    """Consecutive groups of one topic's records as few groups as they make, in order, to
+    be processed one after the other: record lists joined, batches of columns of one model
+    version and features concatenated (:meth:`PredictionColumns.concat`), the others kept
+    apart (processing them one after the other is processing them together: the
+    processors give the same results however a stream is batched)."""
+    out: list[Group] = []
+    for group in groups:
+        last = out[-1] if out else None
+        if isinstance(group, PredictionColumns):
+            if isinstance(last, PredictionColumns):
+                joined = PredictionColumns.concat([last, group])
+                if joined is not None:
+                    out[-1] = joined
+                    continue
+            out.append(group)
+        elif isinstance(last, list):
+            out[-1] = last + group
+        else:
+            out.append(list(group))
+    return out
+
+
 def join_groups(
-    groups: Sequence[list[dict[str, Any]] | PredictionColumns],
-) -> list[dict[str, Any]] | PredictionColumns:
-    """Consecutive groups of one topic's records as one: batches of columns concatenated
-    when they can be (:meth:`PredictionColumns.concat`), else every group's records."""
+    groups: Sequence[Group | PredictionRows],
+) -> list[dict[str, Any]] | PredictionColumns | PredictionRows:
+    """Consecutive groups of one topic's records as one, to be stored in one insert:
+    batches of columns concatenated when they can be (:meth:`PredictionColumns.concat`),
+    else their rows joined (:class:`PredictionRows`); with any list of records among
+    them, every group's records."""
     if len(groups) == 1:
         return groups[0]
     if all(type(g) is PredictionColumns for g in groups):
         joined = PredictionColumns.concat(groups)  # type: ignore[arg-type]
         if joined is not None:
             return joined
+    if all(type(g) is PredictionColumns or type(g) is PredictionRows for g in groups):
+        parts: list[PredictionColumns] = []
+        for g in groups:
+            parts.extend(g.parts if isinstance(g, PredictionRows) else [g])  # type: ignore[list-item]
+        return PredictionRows(parts)
     return [rec for g in groups for rec in records_of(g)]

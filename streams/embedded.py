@@ -33,7 +33,7 @@ from typing import Any
 
 from detectors.drift import DriftConfig
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
-from schemas.columns import PredictionColumns, join_groups
+from schemas.columns import PredictionColumns, PredictionRows, join_groups, merge_runs
 from schemas.native import normalized
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
@@ -56,7 +56,7 @@ log = logging.getLogger("driftline.embedded")
 _CHECKPOINT_VERSION = 1
 
 # records of one topic for the store
-_Write = tuple[Topic, list[dict] | PredictionColumns]
+_Write = tuple[Topic, list[dict] | PredictionColumns | PredictionRows]
 # consecutive input records of one topic (the predictions of an Avro batch as columns)
 _Run = tuple[Topic, list[dict] | PredictionColumns]
 
@@ -413,8 +413,10 @@ class EmbeddedRuntime:
                         grouped.append((topic, [group]))
             self._inflight_records -= taken
             self._room.notify_all()
-        # one run per topic change (outside the lock: joining copies)
-        runs: list[_Run] = [(topic, join_groups(groups)) for topic, groups in grouped]
+        # few runs per topic change (outside the lock: joining copies)
+        runs: list[_Run] = [
+            (topic, group) for topic, groups in grouped for group in merge_runs(groups)
+        ]
         return (runs, end), None
 
     def drain(self) -> None:

@@ -424,7 +424,7 @@ class FaustDriver:
     async def _process(self, task: PartitionTask, entries: list[tuple[Topic, Any]]) -> int:
         """Released entries, as runs of one topic, through the processors; store; send."""
         p = task.partition
-        inputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
+        inputs: dict[Topic, list[Any]] = defaultdict(list)  # groups of records per topic
         produced: list[Produced] = []
         for topic, n in task.process(entries, inputs, produced).items():
             self.metrics.events.labels(topic=topic.value).inc(n)

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
+from schemas.columns import PredictionColumns, join_groups
 from schemas.topics import Topic
 from streams.dedup import Deduplicator
 from streams.gcpause import YOUNG_THRESHOLD, gc_paused, raise_young_threshold
@@ -356,14 +357,20 @@ class PartitionTask:
     def process(
         self,
         entries: list[tuple[Topic, Entry]],
-        inputs: dict[Topic, list[dict[str, Any]]],
+        inputs: dict[Topic, list[list[dict[str, Any]] | PredictionColumns]],
         produced: list[Produced],
+        codec: AvroCodec | None = None,
     ) -> dict[Topic, int]:
         """Feed released entries, as runs of one topic, through dedup and the processors.
 
-        Appends the records to store to ``inputs`` and the outputs (with their message key
+        Appends the records to store to ``inputs`` (a group per run: records, or the
+        predictions of a run decoded into columns) and the outputs (with their message key
         and headers, for dead letters of undecodable records) to ``produced``; advances
         :attr:`offsets`. Returns the records taken in per topic.
+
+        An entry with neither record nor failure is undecoded (the worker defers decoding
+        predictions to here): ``codec`` decodes the run's, into columns when the run is of
+        the common shape (``AvroCodec.decode_prediction_columns``), else record by record.
         """
         p = self.partition
         taken: dict[Topic, int] = {}
@@ -371,27 +378,48 @@ class PartitionTask:
         while i < len(entries):
             topic = entries[i][0]
             j = i
-            records: list[dict[str, Any]] = []
             while j < len(entries) and entries[j][0] is topic:
-                ts, _rank, offset, record, failure, payload, key = entries[j][1]
-                if failure is not None:
-                    dl = dead_letter_record(
-                        str(topic),
-                        payload or b"",
-                        failure,
-                        partition=p,
-                        offset=offset,
-                        received_at=ts,
-                    )
-                    produced.append(((Topic.DEAD_LETTERS, dl), key, _dead_headers(dl)))
-                elif record is not None:
-                    records.append(record)
                 j += 1
+            run = entries[i:j]
+            group: list[dict[str, Any]] | PredictionColumns | None = None
+            outcomes: dict[int, dict[str, Any] | DecodeError] = {}
+            undecoded = [k for k, (_, e) in enumerate(run) if e[3] is None and e[4] is None]
+            if undecoded:
+                if codec is None:
+                    raise ValueError("undecoded records reached a task without a codec")
+                payloads = [run[k][1][5] for k in undecoded]
+                if topic == Topic.PREDICTIONS and len(undecoded) == len(run):
+                    group = codec.decode_prediction_columns(payloads)
+                if group is None:
+                    decoded = codec.decode_many_as(topic.schema_name, payloads)
+                    outcomes = dict(zip(undecoded, decoded, strict=True))
+            if group is None:
+                records: list[dict[str, Any]] = []
+                for k, (_, (ts, _rank, offset, record, failure, payload, key)) in enumerate(run):
+                    if k in outcomes:
+                        outcome = outcomes[k]
+                        if isinstance(outcome, DecodeError):
+                            failure = outcome
+                        else:
+                            record = outcome
+                    if failure is not None:
+                        dl = dead_letter_record(
+                            str(topic),
+                            payload or b"",
+                            failure,
+                            partition=p,
+                            offset=offset,
+                            received_at=ts,
+                        )
+                        produced.append(((Topic.DEAD_LETTERS, dl), key, _dead_headers(dl)))
+                    elif record is not None:
+                        records.append(record)
+                group = records
             self.offsets[topic] = entries[j - 1][1][2] + 1
-            kept, dead = self.dedup.filter(topic, records)
+            kept, dead = self.dedup.filter(topic, group)
             produced.extend((emit, None, None) for emit in dead)
             if kept:
-                inputs[topic].extend(kept)
+                inputs[topic].append(kept)
                 taken[topic] = taken.get(topic, 0) + len(kept)
                 for emit in run_to_completion(self.processors, topic, kept):
                     produced.append((emit, None, None))
@@ -891,6 +919,10 @@ class KafkaWorker:
             fetched[topic] = offset + 1
         decoded: list[Any] = [None] * len(fetched_records)
         for schema_name, indexes in by_schema.items():
+            if schema_name == "prediction":
+                # Decoded when processed, a run at a time: into columns when the run is of
+                # the common shape (PartitionTask.process); (None, None) marks them undecoded.
+                continue
             payloads = [fetched_records[i][6] for i in indexes]
             for i, result in zip(
                 indexes, self.codec.decode_many_as(schema_name, payloads), strict=True
@@ -909,7 +941,7 @@ class KafkaWorker:
         self._backpressure()
         if not released:
             return 0
-        inputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
+        inputs: dict[Topic, list[list[dict[str, Any]] | PredictionColumns]] = defaultdict(list)
         produced: list[Produced] = []
         n = 0
         for task, entries in released:
@@ -977,17 +1009,17 @@ class KafkaWorker:
         self,
         task: PartitionTask,
         entries: list[tuple[Topic, Entry]],
-        inputs: dict[Topic, list[dict[str, Any]]],
+        inputs: dict[Topic, list[list[dict[str, Any]] | PredictionColumns]],
         produced: list[Produced],
     ) -> int:
         """Feed released entries through the task's processors (see PartitionTask.process)."""
-        for topic, n in task.process(entries, inputs, produced).items():
+        for topic, n in task.process(entries, inputs, produced, self.codec).items():
             self.metrics.events.labels(topic=topic.value).inc(n)
         return len(entries)
 
     def _write(
         self,
-        inputs: Mapping[Topic, list[dict[str, Any]]],
+        inputs: Mapping[Topic, list[list[dict[str, Any]] | PredictionColumns]],
         produced: list[Produced],
     ) -> None:
         """Queue the step's inputs and outputs for the store (in the calling thread when the
@@ -1150,11 +1182,15 @@ class KafkaWorker:
 
 
 def store_writes(
-    inputs: Mapping[Topic, list[dict[str, Any]]], produced: list[Produced]
-) -> list[tuple[Topic, list[dict[str, Any]]]]:
-    """What a step stores: its input records, then its outputs per topic (retrain requests
-    have no table: the training worker consumes them)."""
-    writes = [(topic, records) for topic, records in inputs.items() if records]
+    inputs: Mapping[Topic, list[list[dict[str, Any]] | PredictionColumns]],
+    produced: list[Produced],
+) -> list[tuple[Topic, list[dict[str, Any]] | PredictionColumns]]:
+    """What a step stores: its input records (``inputs``: groups per topic, in order), then
+    its outputs per topic (retrain requests have no table: the training worker consumes
+    them)."""
+    writes: list[tuple[Topic, list[dict[str, Any]] | PredictionColumns]] = [
+        (topic, join_groups(groups)) for topic, groups in inputs.items() if groups
+    ]
     outputs: dict[Topic, list[dict[str, Any]]] = defaultdict(list)
     for (topic, record), _key, _headers in produced:
         if topic != Topic.RETRAIN_REQUESTS:

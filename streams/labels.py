@@ -232,23 +232,7 @@ class LabelJoinProcessor:
 
     def _on_predictions(self, records: list[dict] | PredictionColumns) -> list[Emit]:
         if type(records) is PredictionColumns:
-            if not self._labels and records.ids:
-                # (the batch's columns hold only well-typed predictions)
-                timestamps = records.timestamps.tolist()
-                self._remember(
-                    records.ids,
-                    list(
-                        zip(
-                            itertools.repeat(records.model_name),
-                            itertools.repeat(records.model_version),
-                            timestamps,
-                            records.predictions,
-                        )
-                    ),
-                    max(timestamps),
-                )
-                return []
-            records = records.records()
+            return self._on_prediction_columns(records)
         if not self._labels and self._remember_all(records):
             return []
         out: list[Emit] = []
@@ -260,20 +244,60 @@ class LabelJoinProcessor:
             except (KeyError, TypeError) as exc:
                 out.append(invalid(Topic.PREDICTIONS, rec, f"invalid prediction: {_reason(exc)}"))
                 continue
-            self._see(ts)
-            waiting = self._labels.pop(pid, None)
-            if waiting is not None and self._expired(waiting["timestamp"]):
-                out.append(
-                    self._unmatched(
-                        waiting, "no prediction with this id arrived within the join TTL"
-                    )
+            self._on_prediction(pid, model, version, ts, pred, out)
+        return out
+
+    def _on_prediction(
+        self, pid: str, model: str, version: str, ts: int, pred: Any, out: list[Emit]
+    ) -> None:
+        """One well-typed prediction: joined to its waiting label or left waiting."""
+        self._see(ts)
+        waiting = self._labels.pop(pid, None)
+        if waiting is not None and self._expired(waiting["timestamp"]):
+            out.append(
+                self._unmatched(waiting, "no prediction with this id arrived within the join TTL")
+            )
+            waiting = None
+        if waiting is not None:
+            out.extend(self._join(model, version, pred, waiting))
+        else:
+            self._predictions[pid] = (model, version, ts, pred)
+            self._predictions.move_to_end(pid)
+
+    def _on_prediction_columns(self, batch: PredictionColumns) -> list[Emit]:
+        """:meth:`_on_predictions` of a batch decoded into columns (well-typed predictions
+        of one model version), without its records: the predictions between those whose
+        label waits are remembered a stretch at a time (as :meth:`_remember_all`), those
+        one by one (as the loop of :meth:`_on_predictions`), in order."""
+        ids = batch.ids
+        if not ids:
+            return []
+        model, version = batch.model_name, batch.model_version
+        timestamps = batch.timestamps.tolist()
+        predictions = batch.predictions
+        labels = self._labels
+        hits = [i for i, pid in enumerate(ids) if pid in labels] if labels else []
+        out: list[Emit] = []
+        start = 0
+        for i in [*hits, len(ids)]:
+            if i > start:
+                stretch = timestamps[start:i]
+                self._remember(
+                    ids[start:i],
+                    list(
+                        zip(
+                            itertools.repeat(model),
+                            itertools.repeat(version),
+                            stretch,
+                            predictions[start:i],
+                            strict=False,
+                        )
+                    ),
+                    max(stretch),
                 )
-                waiting = None
-            if waiting is not None:
-                out.extend(self._join(model, version, pred, waiting))
-            else:
-                self._predictions[pid] = (model, version, ts, pred)
-                self._predictions.move_to_end(pid)
+            if i < len(ids):
+                self._on_prediction(ids[i], model, version, timestamps[i], predictions[i], out)
+            start = i + 1
         return out
 
     def _remember_all(self, records: list[dict]) -> bool:

@@ -40,7 +40,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from schemas.columns import PredictionColumns, join_groups, records_of
+from schemas.columns import PredictionColumns, PredictionRows, join_groups, records_of
 from schemas.ddl import RAW_TABLES, TABLES, table_ddl
 from schemas.native import rowbinary
 from schemas.rows import COLUMNS, topic_rows
@@ -506,7 +506,7 @@ class ClickHouseStore:
             already hold the batch; writing it again is harmless (writes are idempotent).
         """
         table = _RAW_EVENT_TABLES.get(topic)
-        if type(records) is PredictionColumns and topic == Topic.PREDICTIONS:
+        if isinstance(records, PredictionColumns | PredictionRows) and topic == Topic.PREDICTIONS:
             if not len(records):
                 return 0
             # decoded with its rows (the bytes rowbinary writes for its records)

@@ -13,7 +13,7 @@ import pytest
 
 from detectors.profile import ReferenceProfile
 from schemas.codec import AvroCodec
-from schemas.columns import PredictionColumns, join_groups
+from schemas.columns import PredictionColumns, PredictionRows, join_groups, merge_runs
 from schemas.native import NATIVE, rowbinary
 from schemas.topics import Topic
 from streams.embedded import EmbeddedRuntime
@@ -103,9 +103,10 @@ def operations() -> list[tuple[Topic, list[dict]]]:
         now = batch[-1]["timestamp"]
         known = [lb for lb in labels if lb["timestamp"] <= now]
         labels = labels[len(known) :]
-        if i == 400:  # labels for predictions still to come: they wait in the join
-            early, labels = labels[:15], labels[15:]
-            known += early
+        if i in (400, 840):  # labels of the next batch's predictions: they wait in the join
+            ahead = {p["prediction_id"] for p in preds[i + 40 : i + 80]}
+            known += [lb for lb in labels if lb["prediction_id"] in ahead]
+            labels = [lb for lb in labels if lb["prediction_id"] not in ahead]
         if known:
             ops.append((Topic.LABELS, known))
     ops.append((Topic.LABELS, labels))
@@ -235,11 +236,26 @@ def test_decoded_columns_match_the_records() -> None:
     cols2 = CODEC.decode_prediction_columns(scored)
     assert cols2 is not None
     assert cols2.rows == rowbinary("predictions", CODEC.decode_all("prediction", scored))
-    both = join_groups([cols, cols2])  # two model versions: records
-    assert both == records + CODEC.decode_all("prediction", scored)
+    records2 = CODEC.decode_all("prediction", scored)
+    # to store: two model versions have their rows joined, one is concatenated
+    both = join_groups([cols, cols2])
+    assert isinstance(both, PredictionRows) and len(both) == 80
+    assert both.rows == cols.rows + cols2.rows and both.records() == records + records2
     same = join_groups([cols, cols])
     assert isinstance(same, PredictionColumns) and same.records() == records + records
     assert same.rows == cols.rows * 2
+    assert join_groups([both, cols]).rows == both.rows + cols.rows  # type: ignore[union-attr]
+    assert join_groups([cols, records2]) == records + records2  # records among them
+    # to process: consecutive groups as few as they make, in order
+    runs = merge_runs([cols, cols, cols2, records, records2, cols])
+    assert [type(r).__name__ for r in runs] == [
+        "PredictionColumns",
+        "PredictionColumns",
+        "list",
+        "PredictionColumns",
+    ]
+    assert [len(r) for r in runs] == [80, 40, 80, 40]
+    assert runs[2] == records + records2
 
 
 def _with(record: dict, **changes) -> dict:
