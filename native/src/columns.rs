@@ -35,18 +35,31 @@ enum Prediction<'a> {
     Text(&'a str),
 }
 
+/// An Avro string that must equal `expected` (compared as bytes: no UTF-8 check needed).
+#[inline]
+fn same_string(r: &mut Reader<'_>, expected: &str) -> Option<()> {
+    let n = usize::try_from(r.long()?).ok()?;
+    (r.take(n)? == expected.as_bytes()).then_some(())
+}
+
 /// One event body (after the single-object header) appended to `c`; `None` when it is
-/// not of the batch's common shape.
-fn event<'a>(c: &mut Columns<'a>, r: &mut Reader<'a>, first: bool) -> Option<()> {
+/// not of the batch's common shape. `entries` is scratch space, reused from event to event.
+fn event<'a>(
+    c: &mut Columns<'a>,
+    r: &mut Reader<'a>,
+    first: bool,
+    entries: &mut Vec<(&'a str, f64)>,
+) -> Option<()> {
     let id = r.string()?;
-    let model = r.string()?;
-    let version = r.string()?;
-    if first {
-        c.model = model;
-        c.version = version;
-    } else if model != c.model || version != c.version {
-        return None;
-    }
+    let (model, version) = if first {
+        c.model = r.string()?;
+        c.version = r.string()?;
+        (c.model, c.version)
+    } else {
+        same_string(r, c.model)?;
+        same_string(r, c.version)?;
+        (c.model, c.version)
+    };
     let ts = r.long()?;
     if !(TIMESTAMP_MIN_MS..=TIMESTAMP_MAX_MS).contains(&ts) {
         return None;
@@ -61,26 +74,29 @@ fn event<'a>(c: &mut Columns<'a>, r: &mut Reader<'a>, first: bool) -> Option<()>
 
     // features: every value a double (union branch 2), the names of the first event
     let mut j = 0usize;
-    let mut entries: Vec<(&'a str, f64)> = Vec::new();
+    entries.clear();
     loop {
         let count = r.block_count()?;
         if count == 0 {
             break;
         }
         for _ in 0..count {
-            let name = r.string()?;
-            if r.long()? != 2 {
-                return None;
-            }
-            let value = r.finite()?;
-            if first {
+            let name = if first {
+                let name = r.string()?;
                 if c.names.contains(&name) {
                     return None; // a repeated key: the record path keeps the last value
                 }
                 c.names.push(name);
-            } else if c.names.get(j) != Some(&name) {
+                name
+            } else {
+                let name = *c.names.get(j)?;
+                same_string(r, name)?;
+                name
+            };
+            if r.long()? != 2 {
                 return None;
             }
+            let value = r.finite()?;
             c.values.push(value);
             entries.push((name, value));
             j += 1;
@@ -90,7 +106,7 @@ fn event<'a>(c: &mut Columns<'a>, r: &mut Reader<'a>, first: bool) -> Option<()>
         return None;
     }
     put_uvarint(rows, j as u64); // features_num
-    for (name, value) in entries {
+    for &(name, value) in entries.iter() {
         put_rb_string(rows, name.as_bytes());
         put_f64(rows, value);
     }
@@ -194,9 +210,10 @@ pub fn predictions<'py>(
         predictions: Vec::with_capacity(n),
         rows: Vec::new(),
     };
+    let mut entries = Vec::new();
     for (i, b) in held.iter().enumerate() {
         let mut r = Reader::new(b.as_bytes(), header.len())?;
-        event(&mut c, &mut r, i == 0)?;
+        event(&mut c, &mut r, i == 0, &mut entries)?;
         if i == 0 {
             c.values.reserve(c.names.len() * n);
             c.rows.reserve(c.rows.len() * n);
