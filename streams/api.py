@@ -968,7 +968,12 @@ class _Ingest:
         elif kind == "avro-batch":
             frames, broken = self._avro_frames(topic, body)
             submit_encoded = getattr(self._runtime, "submit_encoded", None)
-            if broken is None and submit_encoded is not None and topic == Topic.PREDICTIONS:
+            if (
+                broken is None
+                and submit_encoded is not None
+                and topic == Topic.PREDICTIONS
+                and getattr(self._runtime, "columns", True)
+            ):
                 # The SDK's batch: one model version, the same numeric features in every
                 # event. Decoded into columns, no dict per event (schemas.columns).
                 columns = self._codec.decode_prediction_columns(frames)

@@ -127,7 +127,7 @@ def reference(
         window_seconds=3600,
         allowed_lateness_seconds=0,
     )
-    runtime = EmbeddedRuntime(settings, store=store)
+    runtime = EmbeddedRuntime(settings, store=store, columns=False)  # records, the reference
     try:
         for topic, key in (
             (Topic.MODEL_EVENTS, "events"),
