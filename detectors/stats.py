@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as _stats
-from scipy.special import rel_entr
+from scipy.special import gammaln, rel_entr
 
 __all__ = [
     "Chi2Result",
@@ -221,8 +221,58 @@ def _ks_sorted(a: np.ndarray, b: np.ndarray, gap: np.ndarray, method: str = "aut
     d = float(max(gap.max(), min(max(-gap.min(), 0.0), 1.0)))
     m, n = max(n1, n2), min(n1, n2)
     en = float(m) * float(n) / (float(m) + float(n))
-    p = float(np.clip(_stats.distributions.kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    p = float(np.clip(kstwo_sf(d, float(np.round(en))), 0.0, 1.0))
     return KSResult(d, p)
+
+
+def kstwo_sf(d: float, n: float) -> float:
+    """``scipy.stats.kstwo.sf(d, n)``: the survival function of the two-sided one-sample
+    Kolmogorov-Smirnov statistic, as scipy computes it (its methods, chosen by ``n`` and
+    ``n d²``), except that its costly branch is summed here in one vectorized pass.
+
+    That branch — ``n > 140`` and ``2.2 <= n d² < 370`` (e.g. a drifted feature's p-value
+    between two reservoirs of 5,000) — is ``2 * scipy.special.smirnov(n, d)``, whose
+    Birnbaum-Tingey series scipy sums term by term in C: ~2.4 ms at n = 2,500, against
+    ~0.1 ms for :func:`_smirnov_series`. The two agree within 1e-12 (tested); every other
+    case is scipy's own call.
+
+    >>> from scipy import stats
+    >>> bool(abs(kstwo_sf(0.03, 2500) - stats.kstwo.sf(0.03, 2500)) < 1e-12)
+    True
+    """
+    d, n = float(d), float(n)
+    if n > 140 and n == int(n) and 0.0 < d < 0.5:
+        t = n * d
+        nxsquared = t * d
+        if 1.0 < t < n - 1 and 2.2 <= nxsquared < 370.0:
+            return float(np.clip(2.0 * _smirnov_series(n, d), 0.0, 1.0))
+    return float(_stats.distributions.kstwo.sf(d, n))
+
+
+def _smirnov_series(n: float, d: float) -> float:
+    """``scipy.special.smirnov(n, d)``, P(D+ > d) of a sample of ``n``: the
+    Birnbaum-Tingey series ``d * sum_v C(n, v) (d + v/n)^(v-1) (1 - d - v/n)^(n-v)``,
+    ``v = 0 .. floor(n (1 - d))``, each term in logs (its terms are all positive, so the
+    sum is stable).
+
+    References
+    ----------
+    .. [1] Z. W. Birnbaum and F. H. Tingey, "One-sided confidence contours for probability
+       distribution functions", Ann. Math. Statist. 22 (1951) 592-596.
+    """
+    v = np.arange(0.0, np.floor(n * (1.0 - d)) + 1.0)
+    evn = d + v / n
+    omevn = 1.0 - evn
+    keep = omevn > 0.0
+    v, evn, omevn = v[keep], evn[keep], omevn[keep]
+    log_terms = (
+        gammaln(n + 1.0)
+        - gammaln(v + 1.0)
+        - gammaln(n - v + 1.0)
+        + (v - 1.0) * np.log(evn)
+        + (n - v) * np.log(omevn)
+    )
+    return d * float(np.exp(log_terms).sum())
 
 
 def ks_and_wasserstein(

@@ -22,6 +22,7 @@ from detectors.stats import (
     jensenshannon,
     ks,
     ks_and_wasserstein,
+    kstwo_sf,
     psi,
     wasserstein,
 )
@@ -146,6 +147,27 @@ def test_ks_asymptotic_method_equals_scipy(ref: np.ndarray, cur: np.ndarray) -> 
     assert close(result.pvalue, float(expected.pvalue))
     together, _ = ks_and_wasserstein(ref, cur, ref_std=1.0, method="asymp")
     assert together == result
+
+
+@given(
+    st.integers(1, 30_000),
+    st.floats(0.0, 1.0, allow_nan=False),
+)
+@settings(max_examples=400, deadline=None)
+def test_kstwo_sf_equals_scipy(n: int, d: float) -> None:
+    """The KS distribution's survival function: scipy's value within 1e-12, including the
+    branch summed here (n > 140, 2.2 <= n d**2 < 370)."""
+    assert abs(kstwo_sf(d, n) - float(scipy.stats.kstwo.sf(d, n))) < 1e-12
+
+
+@pytest.mark.parametrize("n", [141, 1_000, 2_500, 20_000])
+def test_kstwo_sf_on_the_summed_branch_equals_scipy(n: int) -> None:
+    """Across the whole summed branch, from its lower edge to where the p-value vanishes."""
+    lo, hi = math.sqrt(2.2 / n), min(0.499, math.sqrt(370 / n))
+    for d in np.linspace(lo, hi, 60):
+        expected = float(scipy.stats.kstwo.sf(d, n))
+        assert abs(kstwo_sf(d, n) - expected) < 1e-12, (n, d)
+        assert kstwo_sf(d, n) == pytest.approx(expected, rel=1e-9, abs=1e-300)
 
 
 @pytest.mark.parametrize(("n_ref", "n_cur", "shift"), [(5_000, 2_000, 0.05), (5_000, 2_000, 0.3)])
