@@ -35,6 +35,7 @@ from support.stream_data import HOUR, T0, predictions, profile
 
 from driftline.settings import load_settings
 from schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
+from schemas.columns import PredictionColumns
 from schemas.topics import Topic
 from streams.embedded import EmbeddedRuntime, processor_config
 from streams.kafka_runtime import DEAD_LETTER_HEADERS, PartitionTask
@@ -264,6 +265,60 @@ def test_snapshot_carries_state_and_offsets(data: dict[str, list[dict]]) -> None
     assert restored.processors["windows"].snapshot() == task.processors["windows"].snapshot()
     with pytest.raises(RuntimeError, match="partition 2's snapshot"):
         PartitionTask.from_snapshot(1, config, task.snapshot())
+
+
+def test_a_run_of_undecoded_predictions_is_decoded_when_processed(
+    data: dict[str, list[dict]],
+) -> None:
+    """The worker queues predictions undecoded: a clean run reaches the processors and the
+    store as columns, a run with a bad payload record by record, the bad one a dead letter
+    with its offset; the same windows either way (no Kafka needed)."""
+    config = processor_config(load_settings(window_seconds=3600, allowed_lateness_seconds=0))
+    codec = AvroCodec()
+    numeric = [p for p in data["predictions"] if p["model_name"] == "ltv"][:200]
+    payloads = [codec.encode("prediction", p) for p in numeric]
+
+    def run(payloads: list[bytes], codec: AvroCodec | None = codec, decoded: bool = False) -> tuple:
+        task = PartitionTask(3, config, {})
+        task.processors["windows"].process(Topic.MODEL_EVENTS, data["events"])
+        entries = [
+            (
+                Topic.PREDICTIONS,
+                (T0 + i, 1, i, codec.decode_as("prediction", payload), None, payload, b"ltv")
+                if decoded and codec is not None
+                else (T0 + i, 1, i, None, None, payload, b"ltv"),
+            )
+            for i, payload in enumerate(payloads)
+        ]
+        inputs: dict[Topic, list] = {Topic.PREDICTIONS: []}
+        produced: list = []
+        taken = task.process(entries, inputs, produced, codec)
+        return task, taken, inputs[Topic.PREDICTIONS], produced
+
+    clean, taken, groups, produced = run(payloads)
+    assert taken == {Topic.PREDICTIONS: 200} and produced == []
+    assert [type(g) for g in groups] == [PredictionColumns]
+    assert groups[0].records() == [codec.decode_as("prediction", p) for p in payloads]
+    assert clean.offsets[Topic.PREDICTIONS] == 200
+
+    damaged = [*payloads[:7], b"garbage", *payloads[8:]]
+    task, taken, groups, produced = run(damaged)
+    assert taken == {Topic.PREDICTIONS: 199}
+    assert [type(g) for g in groups] == [list] and len(groups[0]) == 199
+    [((topic, letter), key, headers)] = produced
+    assert topic == Topic.DEAD_LETTERS and key == b"ltv"
+    assert letter["raw"] == b"garbage" and letter["offset"] == 7 and letter["partition"] == 3
+    assert dict(headers)["driftline-source-offset"] == b"7"
+    # the same state and outputs as the records decoded when fetched (the faust engine's way)
+    for got, good in ((clean, payloads), (task, damaged[:7] + damaged[8:])):
+        reference = run(good, decoded=True)[0]
+        for name in ("windows", "labels"):
+            assert got.processors[name].snapshot() == reference.processors[name].snapshot()
+        outputs = got.processors["windows"].flush()
+        assert outputs and outputs == reference.processors["windows"].flush()
+
+    with pytest.raises(ValueError, match="without a codec"):
+        run(payloads, None)
 
 
 # --------------------------------------------------------------------------- on Kafka
