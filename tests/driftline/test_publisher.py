@@ -97,6 +97,23 @@ def test_client_side_type_errors_are_immediate() -> None:
         from datetime import datetime
 
         pub.predict("m", "1", {"x": 1}, prediction=1.0, timestamp=datetime(2024, 1, 1))
+    for bad in (True, "1700000000000", 1.7e12 + 0j):
+        with pytest.raises(TypeError, match="datetime or epoch milliseconds"):
+            pub.predict("m", "1", {"x": 1}, prediction=1.0, timestamp=bad)  # type: ignore[arg-type]
+
+
+def test_timestamps_are_epoch_milliseconds() -> None:
+    """An int passes as it is, a float is truncated, an aware datetime converted; no
+    timestamp is now."""
+    from datetime import UTC, datetime
+
+    from driftline.publisher import _ms
+
+    assert _ms(1_700_000_000_123) == 1_700_000_000_123
+    assert _ms(1_700_000_000_123.9) == 1_700_000_000_123
+    assert _ms(datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)) == 1_700_000_000_123
+    before = int(time.time() * 1000)
+    assert before <= _ms(None) <= int(time.time() * 1000)
 
 
 class _FakeServer(BaseHTTPRequestHandler):
