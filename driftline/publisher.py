@@ -484,6 +484,8 @@ def _feature(value: Any) -> FeatureValue:
 
 def _target(name: str, value: Any) -> float | str:
     """A prediction or label as JSON can carry it: a finite number or a string."""
+    if type(value) is str or (type(value) is float and math.isfinite(value)):
+        return value  # the common cases, before the slower checks below
     if hasattr(value, "item"):  # numpy scalar
         value = value.item()
     if isinstance(value, str):

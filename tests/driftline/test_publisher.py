@@ -116,6 +116,20 @@ def test_timestamps_are_epoch_milliseconds() -> None:
     assert before <= _ms(None) <= int(time.time() * 1000)
 
 
+def test_predictions_and_labels_are_finite_numbers_or_strings() -> None:
+    import numpy as np
+
+    from driftline.publisher import _target
+
+    assert _target("label", "yes") == "yes" and _target("label", 0.25) == 0.25
+    converted = _target("prediction", np.float64(0.5))
+    assert converted == 0.5 and type(converted) is float  # numpy scalars as Python values
+    assert _target("prediction", np.int64(3)) == 3 and _target("prediction", 2) == 2
+    for bad in (float("nan"), float("-inf"), np.float64("nan"), True, None, [1]):
+        with pytest.raises(ValueError, match="prediction must be a finite number or a string"):
+            _target("prediction", bad)
+
+
 class _FakeServer(BaseHTTPRequestHandler):
     """A real HTTP server's handler: :meth:`answer` turns each POST (content type and
     body) into a status and a JSON answer."""
