@@ -8,6 +8,7 @@ engine), fed over HTTP by the SDK; the aggregates are read back through the HTTP
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,14 +79,18 @@ def events_in(url: str) -> int:
     )
 
 
-def publish_all(url: str, events: list[dict], labels: list[dict]) -> None:
+def publish_all(url: str, events: list[dict], labels: list[dict], pause: float = 0.0) -> None:
+    """Publish in event-time order; ``pause`` seconds after every 150 events (so that the
+    server can be killed mid-stream, after a checkpoint, however fast it ingests)."""
     pub = Publisher(url, batch_size=150, max_retries=60, backoff=0.05, timeout=10)
     by_time = sorted(
         [(e["timestamp"], 0, e) for e in events] + [(lb["timestamp"], 1, lb) for lb in labels],
         key=lambda t: (t[0], t[1]),
     )
-    for _, kind, r in by_time:
+    for i, (_, kind, r) in enumerate(by_time):
         send_record(pub, "predictions" if kind == 0 else "labels", r)
+        if pause and i % 150 == 149:
+            time.sleep(pause)
     pub.flush(wait=True)
     pub.close()
 
@@ -114,12 +119,18 @@ def test_sigkill_mid_stream_then_restart_equals_uninterrupted_run(tmp_path) -> N
     url = f"http://127.0.0.1:{port}"
     proc = start(tmp_path / "run", port)
     ApiClient(url).register("churn", "1", prof)
-    publisher = threading.Thread(target=publish_all, args=(url, events, labels))
+    publisher = threading.Thread(target=publish_all, args=(url, events, labels, 0.05))
     publisher.start()
     deadline = time.monotonic() + 120
     while events_in(url) < len(events) // 3:
         assert time.monotonic() < deadline and publisher.is_alive()
         time.sleep(0.05)
+    # killed once a checkpoint written since then covers part of the stream
+    third_in = time.time()
+    checkpoint = tmp_path / "run" / "runtime" / "checkpoint"
+    while not checkpoint.exists() or checkpoint.stat().st_mtime <= third_in:
+        assert time.monotonic() < deadline and publisher.is_alive()
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     killed_at = len(events) // 3
@@ -132,6 +143,7 @@ def test_sigkill_mid_stream_then_restart_equals_uninterrupted_run(tmp_path) -> N
         proc.terminate()
         proc.wait(30)
     restarted = (tmp_path / "run-serve.log").read_text(errors="replace")
-    assert "restored checkpoint at log position" in restarted  # it resumed, not started over
+    resumed = re.search(r"restored checkpoint at log position (\d+)", restarted)
+    assert resumed and int(resumed.group(1)) > 0  # it resumed mid-stream, not started over
     assert killed_at < len(events)
     assert got == expected
