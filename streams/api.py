@@ -130,6 +130,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas import batch as avro_batch
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
+from schemas.columns import PredictionColumns
 from schemas.topics import Topic
 from streams.store import ClickHouseStore, StoreError
 
@@ -968,34 +969,22 @@ class _Ingest:
         elif kind == "avro-batch":
             frames, broken = self._avro_frames(topic, body)
             submit_encoded = getattr(self._runtime, "submit_encoded", None)
-            if (
-                broken is None
-                and submit_encoded is not None
-                and topic == Topic.PREDICTIONS
-                and getattr(self._runtime, "columns", True)
-            ):
+            whole = broken is None and submit_encoded is not None
+            batch: list[dict[str, Any]] | PredictionColumns | None = None
+            if whole and topic == Topic.PREDICTIONS and getattr(self._runtime, "columns", True):
                 # The SDK's batch: one model version, the same numeric features in every
                 # event. Decoded into columns, no dict per event (schemas.columns).
                 columns = self._codec.decode_prediction_columns(frames)
                 if columns is not None and _all_in_range(columns.timestamps):
-                    if inline:
-                        result = submit_encoded(topic, frames, columns, wait_for_room=False)
-                    else:
-                        result = submit_encoded(topic, frames, columns)
-                    return self._submitted(topic, len(frames), result, wait)
-            decoded_all = self._codec.decode_all(topic.schema_name, frames)
-            if (
-                broken is None
-                and decoded_all is not None
-                and submit_encoded is not None
-                and all(map(_in_range, decoded_all))
-            ):
-                # The common batch: every event in the current schema, decoded natively;
-                # appended as it came, not encoded again.
-                if inline:
-                    result = submit_encoded(topic, frames, decoded_all, wait_for_room=False)
-                else:
-                    result = submit_encoded(topic, frames, decoded_all)
+                    batch = columns
+            decoded_all = None
+            if batch is None:
+                decoded_all = self._codec.decode_all(topic.schema_name, frames)
+                if whole and decoded_all is not None and all(map(_in_range, decoded_all)):
+                    batch = decoded_all  # every event current, decoded natively
+            if batch is not None and submit_encoded is not None:
+                # appended as they came, not encoded again
+                result = submit_encoded(topic, frames, batch, wait_for_room=not inline)
                 return self._submitted(topic, len(frames), result, wait)
             outcomes: Sequence[dict[str, Any] | DecodeError] = (
                 decoded_all  # (decoded, but a time out of range or no submit_encoded)

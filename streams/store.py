@@ -40,7 +40,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from schemas.columns import PredictionColumns, PredictionRows, join_groups, records_of
+from schemas.columns import PredictionColumns, PredictionRows, join_groups
 from schemas.ddl import RAW_TABLES, TABLES, table_ddl
 from schemas.native import rowbinary
 from schemas.rows import COLUMNS, topic_rows
@@ -506,32 +506,27 @@ class ClickHouseStore:
             already hold the batch; writing it again is harmless (writes are idempotent).
         """
         table = _RAW_EVENT_TABLES.get(topic)
-        if isinstance(records, PredictionColumns | PredictionRows) and topic == Topic.PREDICTIONS:
-            if not len(records):
-                return 0
-            # decoded with its rows (the bytes rowbinary writes for its records)
-            with self._failures(f"writing {len(records)} rows of {topic} to predictions"):
-                self._client.raw_insert(
-                    f"{self.database}.predictions",
-                    COLUMNS["predictions"],
-                    insert_block=records.rows,
-                    fmt="RowBinary",
-                )
-            return len(records)
-        records = records_of(records)
-        if table is not None and records:
+        block: bytes | None = None
+        if isinstance(records, PredictionColumns | PredictionRows):
+            if topic == Topic.PREDICTIONS:  # decoded with their rows (what rowbinary writes)
+                block = records.rows
+            else:
+                records = records.records()
+        elif table is not None and records:
             # The raw events, by far the most rows: written as RowBinary by the native
             # extension when every record has the common shape (the same rows as below).
             block = rowbinary(table, records)
-            if block is not None:
-                with self._failures(f"writing {len(records)} rows of {topic} to {table}"):
-                    self._client.raw_insert(
-                        f"{self.database}.{table}",
-                        COLUMNS[table],
-                        insert_block=block,
-                        fmt="RowBinary",
-                    )
-                return len(records)
+        if block is not None and table is not None:
+            if not len(records):
+                return 0
+            with self._failures(f"writing {len(records)} rows of {topic} to {table}"):
+                self._client.raw_insert(
+                    f"{self.database}.{table}",
+                    COLUMNS[table],
+                    insert_block=block,
+                    fmt="RowBinary",
+                )
+            return len(records)
         batches = topic_rows(topic, records)
         inserted = 0
         for table, rows in batches.items():
