@@ -21,11 +21,15 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any, Final
 
+from schemas.rows import COLUMNS
+
 __all__ = [
     "NATIVE",
     "ROWBINARY_TABLES",
+    "TABLE_TYPES",
     "driftline_native",
     "feature_columns",
+    "native_block",
     "normalized",
     "rowbinary",
 ]
@@ -46,6 +50,33 @@ NATIVE: Final = driftline_native is not None
 
 ROWBINARY_TABLES: Final = ("predictions", "labels")
 """Tables :func:`rowbinary` writes."""
+
+TABLE_TYPES: Final[dict[str, tuple[str, ...]]] = {
+    "predictions": (
+        "String",
+        "LowCardinality(String)",
+        "LowCardinality(String)",
+        "DateTime64(3, 'UTC')",
+        "Map(String, Float64)",
+        "Map(String, String)",
+        "Array(String)",
+        "Nullable(Float64)",
+        "Nullable(String)",
+        "Map(String, Float64)",
+        "Map(String, String)",
+    ),
+    "labels": (
+        "String",
+        "LowCardinality(String)",
+        "LowCardinality(Nullable(String))",
+        "Nullable(Float64)",
+        "Nullable(String)",
+        "DateTime64(3, 'UTC')",
+    ),
+}
+"""The ClickHouse types of the columns (``schemas.rows.COLUMNS``) of the raw-event
+tables, as ``schemas/clickhouse/*.sql`` declares them (a test compares them with the
+engine's ``DESCRIBE TABLE``)."""
 
 
 def rowbinary(table: str, records: Iterable[Mapping[str, Any]]) -> bytes | None:
@@ -84,6 +115,26 @@ def rowbinary(table: str, records: Iterable[Mapping[str, Any]]) -> bytes | None:
     batch = records if type(records) is list else list(records)
     data: bytes | None = write(batch)
     return data
+
+
+def native_block(table: str, rows: bytes) -> bytes | None:
+    """The RowBinary ``rows`` of a raw-event table (:func:`rowbinary`'s, or those decoded
+    with the columns) as one ClickHouse ``Native`` block of the same rows, for
+    ``raw_insert(..., fmt="Native")``; None without the extension, for another table, or
+    for rows that do not parse (insert the RowBinary then).
+
+    ClickHouse parses a Native block column by column, several times faster than
+    RowBinary's value by value (~0.6 against ~2.4 µs per 20-feature prediction in chDB).
+    The extension converts without holding the GIL. ``LowCardinality`` columns are sent
+    as their inner type; ClickHouse converts them on insert
+    (``input_format_native_allow_types_conversion``, on by default).
+    """
+    module = driftline_native
+    types = TABLE_TYPES.get(table)
+    if module is None or types is None or not rows:
+        return None
+    block: bytes | None = module.rowbinary_to_native(list(COLUMNS[table]), list(types), rows)
+    return block
 
 
 def normalized(schema_name: str, records: list[Any]) -> list[dict[str, Any] | None] | None:

@@ -42,7 +42,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 
 from schemas.columns import PredictionColumns, PredictionRows, join_groups
 from schemas.ddl import RAW_TABLES, TABLES, table_ddl
-from schemas.native import rowbinary
+from schemas.native import native_block, rowbinary
 from schemas.rows import COLUMNS, topic_rows
 from schemas.topics import DATASET_FEATURE, Topic
 
@@ -489,7 +489,9 @@ class ClickHouseStore:
         records
             Records shaped like the topic's Avro schema (timestamps in epoch ms), or
             predictions decoded into columns (:class:`schemas.columns.PredictionColumns`,
-            inserted as the RowBinary rows they carry).
+            inserted as the RowBinary rows they carry). The raw events' RowBinary rows go
+            to ClickHouse as a Native block when the extension converts them
+            (:func:`schemas.native.native_block`), else as they are.
 
         Returns
         -------
@@ -519,12 +521,15 @@ class ClickHouseStore:
         if block is not None and table is not None:
             if not len(records):
                 return 0
+            # The same rows as one Native block: ClickHouse parses it column by column,
+            # several times faster than RowBinary (converted without holding the GIL).
+            native = native_block(table, block)
             with self._failures(f"writing {len(records)} rows of {topic} to {table}"):
                 self._client.raw_insert(
                     f"{self.database}.{table}",
                     COLUMNS[table],
-                    insert_block=block,
-                    fmt="RowBinary",
+                    insert_block=block if native is None else native,
+                    fmt="RowBinary" if native is None else "Native",
                 )
             return len(records)
         batches = topic_rows(topic, records)

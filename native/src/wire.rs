@@ -57,6 +57,18 @@ impl<'a> Reader<'a> {
         (pos <= buf.len()).then_some(Reader { buf, pos })
     }
 
+    /// The position of the next byte to read.
+    #[inline]
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The bytes read since position `start` (an earlier :meth:`pos`).
+    #[inline]
+    pub fn since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start.min(self.pos)..self.pos]
+    }
+
     #[inline]
     pub fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
@@ -121,6 +133,28 @@ impl<'a> Reader<'a> {
     #[inline]
     pub fn finite(&mut self) -> Option<f64> {
         self.double().filter(|v| v.is_finite())
+    }
+
+    /// An unsigned LEB128 varint (RowBinary lengths and counts): at most 10 bytes, no
+    /// overflow past 64 bits.
+    #[inline]
+    pub fn uvarint(&mut self) -> Option<u64> {
+        let mut n: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let b = self.byte()?;
+            if shift == 63 && b > 1 {
+                return None;
+            }
+            n |= u64::from(b & 0x7F) << shift;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+            shift += 7;
+            if shift > 63 {
+                return None;
+            }
+        }
     }
 
     /// The count of the next map block: `Some(0)` ends the map. Negative counts (the

@@ -758,6 +758,7 @@ def test_rowbinary_insert_equals_python_insert(chdb_client: Any, ch_database: st
         # No TTL: the edge-case timestamps (year 1, year 9999) must stay put.
         client.command(f"ALTER TABLE {db}.{table} REMOVE TTL")
         client.command(f"CREATE TABLE {db}.{table}_native AS {db}.{table}")
+        client.command(f"CREATE TABLE {db}.{table}_block AS {db}.{table}")
         topic = Topic.PREDICTIONS if table == "predictions" else Topic.LABELS
         python_rows = topic_rows(topic, records)[table]  # what ClickHouseStore.write inserts
         client.insert(f"{db}.{table}", python_rows, column_names=list(COLUMNS[table]))
@@ -765,6 +766,12 @@ def test_rowbinary_insert_equals_python_insert(chdb_client: Any, ch_database: st
         assert data is not None
         client.raw_insert(
             f"{db}.{table}_native", list(COLUMNS[table]), insert_block=data, fmt="RowBinary"
+        )
+        # The same rows as one Native block (what the store inserts when it can).
+        block = schemas.native.native_block(table, data)
+        assert block is not None
+        client.raw_insert(
+            f"{db}.{table}_block", list(COLUMNS[table]), insert_block=block, fmt="Native"
         )
         columns = ", ".join(COLUMNS[table])
         select = (
@@ -775,7 +782,47 @@ def test_rowbinary_insert_equals_python_insert(chdb_client: Any, ch_database: st
         actual = client.query(select.format(f"{table}_native")).result_rows
         assert len(expected) == len(records)
         assert strict(actual) == strict(expected)
+        assert strict(client.query(select.format(f"{table}_block")).result_rows) == strict(expected)
         assert sorted(row[-1] for row in actual) == sorted(r["timestamp"] for r in records)
+
+
+def test_table_types_are_the_engines(chdb_client: Any, ch_database: str) -> None:
+    """``schemas.native.TABLE_TYPES`` (what the Native block declares) are the types the
+    DDL gives the raw-event tables, column by column."""
+    client, db = chdb_client, ch_database
+    for statement in table_ddl(db):
+        client.command(statement)
+    for table, types in schemas.native.TABLE_TYPES.items():
+        described = client.query(f"DESCRIBE TABLE {db}.{table}").result_rows
+        assert [(row[0], row[1]) for row in described] == list(
+            zip(COLUMNS[table], types, strict=True)
+        )
+
+
+def test_native_block_refuses_what_it_cannot_convert() -> None:
+    """Rows that do not parse to their end, another table, no rows, an unknown or
+    unsupported type, names and types that differ in number: None (the store then
+    inserts the RowBinary, and ClickHouse reports what is wrong with it)."""
+    _, labels = _engine_records()
+    rows = schemas.native.rowbinary("labels", labels[:3])
+    assert rows is not None
+    block = schemas.native.native_block("labels", rows)
+    assert block is not None and block[:2] == bytes([6, 3])  # 6 columns, 3 rows
+    for bad in (rows[:-1], rows + b"\x00", rows[:5], b"\xff" * 12):
+        assert schemas.native.native_block("labels", bad) is None, bad
+    assert schemas.native.native_block("alerts", rows) is None
+    assert schemas.native.native_block("labels", b"") is None
+    convert = driftline_native.rowbinary_to_native
+    one = b"\x01a" + (5).to_bytes(8, "little")  # a String, then 8 bytes
+    assert convert(["s", "t"], ["String", "Int64"], one) is not None
+    assert convert(["s", "t"], ["String", "UInt8"], one) is None  # a type it does not know
+    assert convert(["s"], ["String", "Int64"], one) is None
+    assert convert(["s", "t"], ["String", "Nullable(Array(String))"], b"\x01a\x00\x00") is None
+    assert convert(["n"], ["Nullable(String)"], b"\x02") is None  # a flag other than 0/1
+    assert convert(["a"], ["Array(String)"], b"\x05\x00") is None  # 5 values, 1 byte left
+    # A NULL is the type's default in the block, after the null map.
+    header = b"\x01\x01" + b"\x01n" + b"\x0fNullable(Int64)"  # 1 column, 1 row; name, type
+    assert convert(["n"], ["Nullable(Int64)"], b"\x01") == header + b"\x01" + bytes(8)
 
 
 @pytest.mark.parametrize("name", ["prediction", "label"])

@@ -330,15 +330,16 @@ def test_one_insert_per_table_per_call(chdb_client: Any, ch_database: str) -> No
     batches = sample_batches()
     store.write(Topic.PREDICTIONS, batches[Topic.PREDICTIONS])
     store.write(Topic.MODEL_EVENTS, batches[Topic.MODEL_EVENTS])
-    raw = ("predictions", "RowBinary") if NATIVE else ("predictions", 4)
+    raw = ("predictions", "Native") if NATIVE else ("predictions", 4)
     assert spy.inserts == [raw, ("model_versions", 2), ("reference_profiles", 1)]
 
 
 def test_native_rowbinary_writes_the_same_rows_as_the_python_path(
     chdb_client: Any, ch_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Raw predictions and labels through the native RowBinary writer and through
-    ``topic_rows`` + ``insert``, into two databases of the real engine: same tables."""
+    """Raw predictions and labels through the native RowBinary writer (inserted as a
+    Native block, and as the RowBinary itself) and through ``topic_rows`` + ``insert``,
+    into three databases of the real engine: same tables."""
     import streams.store as store_module
 
     assert NATIVE, "the native extension is part of the install (make venv builds it)"
@@ -350,10 +351,17 @@ def test_native_rowbinary_writes_the_same_rows_as_the_python_path(
     spy.inserts.clear()
     for topic, records in raw.items():
         native_store.write(topic, records)
-    assert [fmt for _, fmt in spy.inserts] == ["RowBinary", "RowBinary"]
+    assert [fmt for _, fmt in spy.inserts] == ["Native", "Native"]
 
-    python_db = ch_database + "_py"
+    python_db, rowbinary_db = ch_database + "_py", ch_database + "_rb"
     try:
+        monkeypatch.setattr(store_module, "native_block", lambda table, rows: None)
+        rowbinary_store = ClickHouseStore(spy, database=rowbinary_db)
+        rowbinary_store.migrate()
+        spy.inserts.clear()
+        for topic, records in raw.items():
+            rowbinary_store.write(topic, records)
+        assert [fmt for _, fmt in spy.inserts] == ["RowBinary", "RowBinary"]
         monkeypatch.setattr(store_module, "rowbinary", lambda table, records: None)
         python_store = ClickHouseStore(chdb_client, database=python_db)
         python_store.migrate()
@@ -363,9 +371,11 @@ def test_native_rowbinary_writes_the_same_rows_as_the_python_path(
             query = f"SELECT * FROM {{db:Identifier}}.{table} ORDER BY prediction_id"
             native_rows = chdb_client.query(query, parameters={"db": ch_database}).result_rows
             python_rows = chdb_client.query(query, parameters={"db": python_db}).result_rows
-            assert native_rows == python_rows and native_rows
+            rowbinary_rows = chdb_client.query(query, parameters={"db": rowbinary_db}).result_rows
+            assert native_rows == python_rows == rowbinary_rows and native_rows
     finally:
-        chdb_client.command(f"DROP DATABASE IF EXISTS {python_db} SYNC")
+        for db in (python_db, rowbinary_db):
+            chdb_client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
 
 
 def test_rewrite_changes_nothing(store: ClickHouseStore) -> None:
