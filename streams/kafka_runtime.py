@@ -883,10 +883,12 @@ class KafkaWorker:
         started = time.perf_counter()
         tasks = self.tasks
         routes = self._routes
-        # Fetched records in order, decoded afterwards per schema in one call each:
-        # (task, topic, rank, schema, broker time, offset, payload, key)
-        fetched_records: list[tuple[PartitionTask, Topic, int, str, int, int, Any, Any]] = []
-        by_schema: dict[str, list[int]] = {}
+        # Predictions are queued as they come, undecoded: they are decoded when processed,
+        # a run at a time, into columns when the run is of the common shape
+        # (PartitionTask.process). The other records are decoded per schema in one call
+        # each, then queued in fetch order: (queue, schema, broker time, rank, offset,
+        # payload, key).
+        others: list[tuple[deque[Entry], str, int, int, int, Any, Any]] = []
         failed: ConsumerFailed | None = None
         for msg in messages:
             error = msg.error()
@@ -912,29 +914,41 @@ class KafkaWorker:
             fetched = task.fetched
             if offset < fetched[topic]:
                 continue
-            by_schema.setdefault(schema_name, []).append(len(fetched_records))
-            fetched_records.append(
-                (task, topic, rank, schema_name, msg.timestamp()[1], offset, msg.value(), msg.key())
-            )
             fetched[topic] = offset + 1
-        decoded: list[Any] = [None] * len(fetched_records)
-        for schema_name, indexes in by_schema.items():
-            if schema_name == "prediction":
-                # Decoded when processed, a run at a time: into columns when the run is of
-                # the common shape (PartitionTask.process); (None, None) marks them undecoded.
-                continue
-            payloads = [fetched_records[i][6] for i in indexes]
-            for i, result in zip(
-                indexes, self.codec.decode_many_as(schema_name, payloads), strict=True
-            ):
-                decoded[i] = result
-        for (task, topic, rank, _, ts, offset, payload, key), result in zip(
-            fetched_records, decoded, strict=True
-        ):
-            if isinstance(result, DecodeError):
-                task.queues[topic].append((ts, rank, offset, None, result, payload, key))
+            if topic is Topic.PREDICTIONS:
+                task.queues[topic].append(
+                    (msg.timestamp()[1], rank, offset, None, None, msg.value(), msg.key())
+                )
             else:
-                task.queues[topic].append((ts, rank, offset, result, None, payload, key))
+                others.append(
+                    (
+                        task.queues[topic],
+                        schema_name,
+                        msg.timestamp()[1],
+                        rank,
+                        offset,
+                        msg.value(),
+                        msg.key(),
+                    )
+                )
+        if others:
+            by_schema: dict[str, list[int]] = {}
+            for i, other in enumerate(others):
+                by_schema.setdefault(other[1], []).append(i)
+            decoded: list[Any] = [None] * len(others)
+            for schema_name, indexes in by_schema.items():
+                payloads = [others[i][5] for i in indexes]
+                for i, result in zip(
+                    indexes, self.codec.decode_many_as(schema_name, payloads), strict=True
+                ):
+                    decoded[i] = result
+            for (queue, _, ts, rank, offset, payload, key), result in zip(
+                others, decoded, strict=True
+            ):
+                if isinstance(result, DecodeError):
+                    queue.append((ts, rank, offset, None, result, payload, key))
+                else:
+                    queue.append((ts, rank, offset, result, None, payload, key))
         if failed is not None:
             raise failed
         released = self._release()
