@@ -278,6 +278,8 @@ class LabelJoinProcessor:
         labels = self._labels
         hits = [i for i, pid in enumerate(ids) if pid in labels] if labels else []
         out: list[Emit] = []
+        if len(hits) > 1 and self._join_waiting(batch, timestamps, hits, out):
+            return out
         start = 0
         for i in [*hits, len(ids)]:
             if i > start:
@@ -299,6 +301,50 @@ class LabelJoinProcessor:
                 self._on_prediction(ids[i], model, version, timestamps[i], predictions[i], out)
             start = i + 1
         return out
+
+    def _join_waiting(
+        self, batch: PredictionColumns, timestamps: list[int], hits: list[int], out: list[Emit]
+    ) -> bool:
+        """The predictions of ``batch`` whose labels wait (at ``hits``) joined as the label
+        path joins labels (:meth:`_on_labels`: runs of them together), once the whole batch
+        is remembered; False, with nothing changed, unless that ends where the loop of
+        :meth:`_on_prediction_columns` does.
+
+        It does when the batch's ids are distinct and none of those is already pending,
+        and no hit's prediction or label is older than the TTL by the newest event time
+        the batch leaves: then each label finds its prediction waiting and unexpired, and
+        is joined as at its prediction's arrival (joins depend on label times, not on the
+        predictions remembered around them); the same pending predictions remain, in
+        order, and the outputs come in the same order.
+        """
+        ids = batch.ids
+        pending, labels = self._predictions, self._labels
+        hit_ids = [ids[i] for i in hits]
+        if len(set(ids)) != len(ids) or not pending.keys().isdisjoint(hit_ids):
+            return False
+        newest = max(timestamps)
+        seen = newest if self._max_event_ms is None else max(self._max_event_ms, newest)
+        horizon = seen - self.ttl_ms
+        waiting = [labels[pid] for pid in hit_ids]
+        if min(timestamps[i] for i in hits) < horizon or min(map(_TIMESTAMP, waiting)) < horizon:
+            return False
+        for pid in hit_ids:
+            del labels[pid]
+        self._remember(
+            ids,
+            list(
+                zip(
+                    itertools.repeat(batch.model_name),
+                    itertools.repeat(batch.model_version),
+                    timestamps,
+                    batch.predictions,
+                    strict=False,
+                )
+            ),
+            newest,
+        )
+        out.extend(self._on_labels(waiting))
+        return True
 
     def _remember_all(self, records: list[dict]) -> bool:
         """The common batch — no label waiting, every record well-typed — in one pass.

@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from support.stream_data import HOUR, T0
 
 from schemas.codec import AvroCodec
+from schemas.columns import PredictionColumns
 from schemas.topics import Topic
 from streams.labels import LabelJoinProcessor
 
@@ -345,6 +346,104 @@ def test_runs_of_common_labels_equal_the_per_record_loop(batches) -> None:
         assert fast.snapshot() == loop.snapshot()
     assert fast.flush() == loop.flush()
     assert fast.snapshot() == loop.snapshot()
+
+
+def _columns(records: list[dict]) -> PredictionColumns:
+    """Predictions of one model version as the columns they decode into (no features)."""
+    n = len(records)
+    return PredictionColumns(
+        ids=[r["prediction_id"] for r in records],
+        model_name=records[0]["model_name"],
+        model_version=records[0]["model_version"],
+        timestamps=np.array([r["timestamp"] for r in records], dtype=np.int64),
+        feature_names=[],
+        features=np.empty((0, n)),
+        predictions=[r["prediction"] for r in records],
+        rows=b"",
+        payloads=[b""] * n,
+        decode=lambda payloads: records,
+    )
+
+
+@st.composite
+def _early_label_streams(draw):
+    """Most labels before their predictions (by up to 40 min; some after), times drifting
+    forward for hours (windows close, the 2 h TTL expires labels), a few ids repeated,
+    two models (text classes; numbers, which may make a regression); merged by time and
+    cut into batches of one kind, prediction batches split per model."""
+    n = draw(st.integers(2, 80))
+    events: list[tuple[int, int, str, dict]] = []
+    t = T0
+    for i in range(n):
+        t += draw(st.integers(0, 10 * 60_000))
+        model = draw(st.sampled_from(["m", "m", "m", "r"]))
+        value = draw(st.sampled_from(["yes", "no"] if model == "m" else [1.0, 2.5]))
+        j = i if draw(st.integers(0, 29)) else max(i - 1, 0)  # now and then a repeated id
+        events.append((t, 1, "p", pred(j, t, value, model)))
+        if draw(st.integers(0, 9)) < 8:
+            lt = t + draw(st.integers(-40 * 60_000, 5 * 60_000))
+            y = draw(st.sampled_from(["yes", "no"] if model == "m" else [1.0, 3.0]))
+            events.append((lt, 0, "l", label(j, lt, y, model)))
+    events.sort(key=lambda e: e[:2])
+    batches: list[tuple[Topic, list[dict]]] = []
+    for _, _, kind, rec in events:
+        topic = Topic.PREDICTIONS if kind == "p" else Topic.LABELS
+        joins = bool(batches) and batches[-1][0] == topic
+        if joins and topic == Topic.PREDICTIONS:  # (columns hold one model version)
+            joins = batches[-1][1][0]["model_name"] == rec["model_name"]
+        if joins and len(batches[-1][1]) < draw(st.integers(1, 40)):
+            batches[-1][1].append(rec)
+        else:
+            batches.append((topic, [rec]))
+    return batches
+
+
+@settings(max_examples=300, deadline=None)
+@given(_early_label_streams())
+def test_predictions_meeting_waiting_labels_in_columns_equal_the_per_record_loop(
+    batches,
+) -> None:
+    """Predictions decoded into columns whose labels came first are joined a run of
+    labels at a time (``_join_waiting``: distinct ids, none pending, nothing past the TTL)
+    and end where the per-record loop over their records does: the same outputs in the
+    same order, pending predictions and labels, snapshots."""
+    fast = LabelJoinProcessor(window_ms=HOUR, ttl_ms=2 * HOUR, max_pending=60)
+    loop = _PerRecord(window_ms=HOUR, ttl_ms=2 * HOUR, max_pending=60)
+    for topic, records in batches:
+        batch = _columns(records) if topic == Topic.PREDICTIONS else records
+        assert fast.process(topic, batch) == loop.process(topic, records)
+        assert list(fast._predictions.items()) == list(loop._predictions.items())
+        assert list(fast._labels) == list(loop._labels)
+        assert fast.snapshot() == loop.snapshot()
+    assert fast.flush() == loop.flush()
+
+
+def test_waiting_labels_are_joined_in_runs_when_their_predictions_come_as_columns() -> None:
+    """A batch of columns meeting many waiting labels joins them in runs (not one by one),
+    with the loop's results; a repeated id in the batch, or a label past the TTL, sends
+    the batch the per-prediction way."""
+    n = 400
+    preds = [pred(i, T0 + i * 1000, "yes" if i % 3 else "no") for i in range(n)]
+    labels = [label(i, T0 + i * 1000 - 500, "yes" if i % 4 else "no") for i in range(n)]
+    for case in ("runs", "repeated id", "expired label"):
+        fast = LabelJoinProcessor(window_ms=HOUR, ttl_ms=2 * HOUR)
+        loop = _PerRecord(window_ms=HOUR, ttl_ms=2 * HOUR)
+        sizes = _count_runs(fast)
+        batch_labels, batch_preds = labels, preds
+        if case == "repeated id":
+            batch_preds = [*preds, pred(0, T0 + n * 1000, "no")]
+        elif case == "expired label":
+            batch_preds = [*preds, pred(n, T0 + 3 * HOUR, "no")]
+        for proc in (fast, loop):
+            out = proc.process(Topic.LABELS, batch_labels)
+            assert out == [] and len(proc._labels) == n
+        ref = loop.process(Topic.PREDICTIONS, batch_preds)
+        assert fast.process(Topic.PREDICTIONS, _columns(batch_preds)) == ref
+        assert fast.snapshot() == loop.snapshot() and fast.flush() == loop.flush()
+        if case == "runs":
+            assert fast.stats()["joined"] == n and sum(sizes) >= n - 1 and max(sizes) > 100
+        else:
+            assert sizes == []  # one by one, through _on_prediction
 
 
 def test_label_runs_cover_window_closes_detections_and_breaks() -> None:
