@@ -176,7 +176,7 @@ class PredictionColumns:
 
 class PredictionRows:
     """The raw-table rows of several batches of columns (of any model versions), for one
-    insert: what a step of several models stores (``join_groups``)."""
+    insert: what a step, or the store writer, joins (``join_groups``)."""
 
     __slots__ = ("parts", "rows")
 
@@ -233,15 +233,11 @@ def join_groups(
     groups: Sequence[Group | PredictionRows],
 ) -> list[dict[str, Any]] | PredictionColumns | PredictionRows:
     """Consecutive groups of one topic's records as one, to be stored in one insert:
-    batches of columns concatenated when they can be (:meth:`PredictionColumns.concat`),
-    else their rows joined (:class:`PredictionRows`); with any list of records among
-    them, every group's records."""
+    batches of columns have their rows joined (:class:`PredictionRows`: what the store
+    inserts; their columns are not copied); with any list of records among them, every
+    group's records."""
     if len(groups) == 1:
         return groups[0]
-    if all(type(g) is PredictionColumns for g in groups):
-        joined = PredictionColumns.concat(groups)  # type: ignore[arg-type]
-        if joined is not None:
-            return joined
     if all(type(g) is PredictionColumns or type(g) is PredictionRows for g in groups):
         parts: list[PredictionColumns] = []
         for g in groups:

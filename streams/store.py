@@ -1207,8 +1207,8 @@ def _coalesce(
     batches: Sequence[Sequence[tuple[Topic, Any]]],
 ) -> list[tuple[Topic, list[Any]]]:
     """The writes of consecutive batches as one list of records per topic (first-seen topic
-    order, records in batch order; predictions decoded into columns stay columns when
-    they can, see ``schemas.columns.join_groups``)."""
+    order, records in batch order; the rows of predictions decoded into columns are
+    joined, see ``schemas.columns.join_groups``)."""
     if len(batches) == 1:
         return [(topic, records) for topic, records in batches[0]]
     merged: dict[Topic, list[Any]] = {}

@@ -249,13 +249,13 @@ def test_decoded_columns_match_the_records() -> None:
     assert cols2 is not None
     assert cols2.rows == rowbinary("predictions", CODEC.decode_all("prediction", scored))
     records2 = CODEC.decode_all("prediction", scored)
-    # to store: two model versions have their rows joined, one is concatenated
+    # to store: the rows are joined (the columns are not copied), of any model versions
     both = join_groups([cols, cols2])
     assert isinstance(both, PredictionRows) and len(both) == 80
     assert both.rows == cols.rows + cols2.rows and both.records() == records + records2
     same = join_groups([cols, cols])
-    assert isinstance(same, PredictionColumns) and same.records() == records + records
-    assert same.rows == cols.rows * 2
+    assert isinstance(same, PredictionRows) and same.records() == records + records
+    assert same.rows == cols.rows * 2 and same.parts == [cols, cols]
     assert join_groups([both, cols]).rows == both.rows + cols.rows  # type: ignore[union-attr]
     assert join_groups([cols, records2]) == records + records2  # records among them
     # to process: consecutive groups as few as they make, in order
