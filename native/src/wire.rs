@@ -90,22 +90,8 @@ impl<'a> Reader<'a> {
     /// or overflowing varint is refused (fastavro would silently drop the high bits).
     #[inline]
     pub fn long(&mut self) -> Option<i64> {
-        let mut n: u64 = 0;
-        let mut shift = 0u32;
-        loop {
-            let b = self.byte()?;
-            if shift == 63 && b > 1 {
-                return None;
-            }
-            n |= u64::from(b & 0x7F) << shift;
-            if b & 0x80 == 0 {
-                return Some(((n >> 1) as i64) ^ -((n & 1) as i64));
-            }
-            shift += 7;
-            if shift > 63 {
-                return None;
-            }
-        }
+        let n = self.uvarint()?; // then zig-zag
+        Some(((n >> 1) as i64) ^ -((n & 1) as i64))
     }
 
     #[inline]
@@ -135,8 +121,8 @@ impl<'a> Reader<'a> {
         self.double().filter(|v| v.is_finite())
     }
 
-    /// An unsigned LEB128 varint (RowBinary lengths and counts): at most 10 bytes, no
-    /// overflow past 64 bits.
+    /// An unsigned LEB128 varint (RowBinary lengths and counts, and the base-128 form of
+    /// an Avro `long`): at most 10 bytes, the 10th carrying only bit 63.
     #[inline]
     pub fn uvarint(&mut self) -> Option<u64> {
         let mut n: u64 = 0;

@@ -320,11 +320,23 @@ def _label_streams(draw):
         if draw(st.integers(0, 19)) == 0:  # an unknown id, or one labelled twice
             j = draw(st.sampled_from([n + i, i]))
             events.append((t, 1, "l", label(j, t, "yes", model)))
+    return _cut(draw, events, 30)
+
+
+def _cut(
+    draw, events: list[tuple[int, int, str, dict]], largest: int, *, one_model: bool = False
+) -> list[tuple[Topic, list[dict]]]:
+    """``(time, order, "p" or "l", record)`` events, merged by time and cut into batches of
+    one kind of at most a drawn size up to ``largest`` (``one_model``: prediction batches
+    of one model, as columns hold one model version)."""
     events.sort(key=lambda e: e[:2])
     batches: list[tuple[Topic, list[dict]]] = []
     for _, _, kind, rec in events:
         topic = Topic.PREDICTIONS if kind == "p" else Topic.LABELS
-        if batches and batches[-1][0] == topic and len(batches[-1][1]) < draw(st.integers(1, 30)):
+        joins = bool(batches) and batches[-1][0] == topic
+        if joins and one_model and topic == Topic.PREDICTIONS:
+            joins = batches[-1][1][0]["model_name"] == rec["model_name"]
+        if joins and len(batches[-1][1]) < draw(st.integers(1, largest)):
             batches[-1][1].append(rec)
         else:
             batches.append((topic, [rec]))
@@ -384,18 +396,7 @@ def _early_label_streams(draw):
             lt = t + draw(st.integers(-40 * 60_000, 5 * 60_000))
             y = draw(st.sampled_from(["yes", "no"] if model == "m" else [1.0, 3.0]))
             events.append((lt, 0, "l", label(j, lt, y, model)))
-    events.sort(key=lambda e: e[:2])
-    batches: list[tuple[Topic, list[dict]]] = []
-    for _, _, kind, rec in events:
-        topic = Topic.PREDICTIONS if kind == "p" else Topic.LABELS
-        joins = bool(batches) and batches[-1][0] == topic
-        if joins and topic == Topic.PREDICTIONS:  # (columns hold one model version)
-            joins = batches[-1][1][0]["model_name"] == rec["model_name"]
-        if joins and len(batches[-1][1]) < draw(st.integers(1, 40)):
-            batches[-1][1].append(rec)
-        else:
-            batches.append((topic, [rec]))
-    return batches
+    return _cut(draw, events, 40, one_model=True)
 
 
 @settings(max_examples=300, deadline=None)

@@ -346,27 +346,24 @@ def test_native_rowbinary_writes_the_same_rows_as_the_python_path(
     batches = sample_batches()
     raw = {t: batches[t] for t in (Topic.PREDICTIONS, Topic.LABELS)}
     spy = InsertSpy(chdb_client)
-    native_store = ClickHouseStore(spy, database=ch_database)
-    native_store.migrate()
-    spy.inserts.clear()
-    for topic, records in raw.items():
-        native_store.write(topic, records)
-    assert [fmt for _, fmt in spy.inserts] == ["Native", "Native"]
 
+    def insert_formats(database: str) -> list[Any]:
+        """Write the raw batches through a new store on ``database``: its insert formats."""
+        store = ClickHouseStore(spy, database=database)
+        store.migrate()
+        spy.inserts.clear()
+        for topic, records in raw.items():
+            store.write(topic, records)
+        return [fmt for _, fmt in spy.inserts]
+
+    assert insert_formats(ch_database) == ["Native", "Native"]
     python_db, rowbinary_db = ch_database + "_py", ch_database + "_rb"
     try:
         monkeypatch.setattr(store_module, "native_block", lambda table, rows: None)
-        rowbinary_store = ClickHouseStore(spy, database=rowbinary_db)
-        rowbinary_store.migrate()
-        spy.inserts.clear()
-        for topic, records in raw.items():
-            rowbinary_store.write(topic, records)
-        assert [fmt for _, fmt in spy.inserts] == ["RowBinary", "RowBinary"]
+        assert insert_formats(rowbinary_db) == ["RowBinary", "RowBinary"]
         monkeypatch.setattr(store_module, "rowbinary", lambda table, records: None)
-        python_store = ClickHouseStore(chdb_client, database=python_db)
-        python_store.migrate()
-        for topic, records in raw.items():
-            python_store.write(topic, records)
+        python = insert_formats(python_db)  # topic_rows + insert: the row count per insert
+        assert len(python) == 2 and all(type(n) is int and n > 0 for n in python)
         for table in ("predictions", "labels"):
             query = f"SELECT * FROM {{db:Identifier}}.{table} ORDER BY prediction_id"
             native_rows = chdb_client.query(query, parameters={"db": ch_database}).result_rows
