@@ -126,8 +126,9 @@ def native_block(table: str, rows: bytes) -> bytes | None:
     ClickHouse parses a Native block column by column, several times faster than
     RowBinary's value by value (~0.6 against ~2.4 µs per 20-feature prediction in chDB).
     The extension converts without holding the GIL. ``LowCardinality`` columns are sent
-    as their inner type; ClickHouse converts them on insert
-    (``input_format_native_allow_types_conversion``, on by default).
+    as their inner type, which ClickHouse casts to the table's ``LowCardinality`` on
+    insert, whatever ``input_format_native_allow_types_conversion`` says (tested with it
+    off).
     """
     module = driftline_native
     types = TABLE_TYPES.get(table)

@@ -12,8 +12,9 @@
 //!   becomes the block's null map, then every value (a NULL's is the default: empty, 0);
 //! - `Array(T)`, `Map(K, V)`: RowBinary's LEB128 count per row becomes the block's
 //!   cumulative UInt64 offsets, then the nested values (a map's keys, then its values);
-//! - `LowCardinality(T)`: written as `T` (the server converts: Native input's
-//!   `input_format_native_allow_types_conversion`, on by default).
+//! - `LowCardinality(T)`: written as `T`, which ClickHouse casts to the table's
+//!   `LowCardinality(T)` on insert (even with `input_format_native_allow_types_conversion`
+//!   off: tested).
 //!
 //! A type outside these, rows that end early or a trailing byte: `None`, and the caller
 //! inserts the RowBinary as it is.

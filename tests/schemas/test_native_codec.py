@@ -767,11 +767,16 @@ def test_rowbinary_insert_equals_python_insert(chdb_client: Any, ch_database: st
         client.raw_insert(
             f"{db}.{table}_native", list(COLUMNS[table]), insert_block=data, fmt="RowBinary"
         )
-        # The same rows as one Native block (what the store inserts when it can).
+        # The same rows as one Native block (what the store inserts when it can). Its
+        # LowCardinality columns are plain: cast on insert even with type conversion off.
         block = schemas.native.native_block(table, data)
         assert block is not None
         client.raw_insert(
-            f"{db}.{table}_block", list(COLUMNS[table]), insert_block=block, fmt="Native"
+            f"{db}.{table}_block",
+            list(COLUMNS[table]),
+            insert_block=block,
+            fmt="Native",
+            settings={"input_format_native_allow_types_conversion": 0},
         )
         columns = ", ".join(COLUMNS[table])
         select = (
