@@ -885,10 +885,10 @@ class KafkaWorker:
         routes = self._routes
         # Predictions are queued as they come, undecoded: they are decoded when processed,
         # a run at a time, into columns when the run is of the common shape
-        # (PartitionTask.process). The other records are decoded per schema in one call
-        # each, then queued in fetch order: (queue, schema, broker time, rank, offset,
-        # payload, key).
-        others: list[tuple[deque[Entry], str, int, int, int, Any, Any]] = []
+        # (PartitionTask.process). The other records are gathered per schema (one topic
+        # each), decoded in one call per schema, then queued in fetch order:
+        # schema -> [(queue, broker time, rank, offset, payload, key)].
+        others: dict[str, list[tuple[deque[Entry], int, int, int, Any, Any]]] = {}
         failed: ConsumerFailed | None = None
         for msg in messages:
             error = msg.error()
@@ -920,31 +920,12 @@ class KafkaWorker:
                     (msg.timestamp()[1], rank, offset, None, None, msg.value(), msg.key())
                 )
             else:
-                others.append(
-                    (
-                        task.queues[topic],
-                        schema_name,
-                        msg.timestamp()[1],
-                        rank,
-                        offset,
-                        msg.value(),
-                        msg.key(),
-                    )
+                others.setdefault(schema_name, []).append(
+                    (task.queues[topic], msg.timestamp()[1], rank, offset, msg.value(), msg.key())
                 )
-        if others:
-            by_schema: dict[str, list[int]] = {}
-            for i, other in enumerate(others):
-                by_schema.setdefault(other[1], []).append(i)
-            decoded: list[Any] = [None] * len(others)
-            for schema_name, indexes in by_schema.items():
-                payloads = [others[i][5] for i in indexes]
-                for i, result in zip(
-                    indexes, self.codec.decode_many_as(schema_name, payloads), strict=True
-                ):
-                    decoded[i] = result
-            for (queue, _, ts, rank, offset, payload, key), result in zip(
-                others, decoded, strict=True
-            ):
+        for schema_name, items in others.items():
+            decoded = self.codec.decode_many_as(schema_name, [item[4] for item in items])
+            for (queue, ts, rank, offset, payload, key), result in zip(items, decoded, strict=True):
                 if isinstance(result, DecodeError):
                     queue.append((ts, rank, offset, None, result, payload, key))
                 else:

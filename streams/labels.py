@@ -121,6 +121,20 @@ class _Window:
         return out
 
 
+def _pending(model: str, version: str, timestamps: list[int], predictions: list[Any]) -> list:
+    """The waiting-prediction values ``(model, version, ts, prediction)`` of a batch of one
+    model version, in order."""
+    return list(
+        zip(
+            itertools.repeat(model),
+            itertools.repeat(version),
+            timestamps,
+            predictions,
+            strict=False,
+        )
+    )
+
+
 def _class(value: Any) -> str:
     """Class labels compare as text; 1, 1.0 and "1" are the same class."""
     if type(value) is str:  # the common case
@@ -286,15 +300,7 @@ class LabelJoinProcessor:
                 stretch = timestamps[start:i]
                 self._remember(
                     ids[start:i],
-                    list(
-                        zip(
-                            itertools.repeat(model),
-                            itertools.repeat(version),
-                            stretch,
-                            predictions[start:i],
-                            strict=False,
-                        )
-                    ),
+                    _pending(model, version, stretch, predictions[start:i]),
                     max(stretch),
                 )
             if i < len(ids):
@@ -332,15 +338,7 @@ class LabelJoinProcessor:
             del labels[pid]
         self._remember(
             ids,
-            list(
-                zip(
-                    itertools.repeat(batch.model_name),
-                    itertools.repeat(batch.model_version),
-                    timestamps,
-                    batch.predictions,
-                    strict=False,
-                )
-            ),
+            _pending(batch.model_name, batch.model_version, timestamps, batch.predictions),
             newest,
         )
         out.extend(self._on_labels(waiting))

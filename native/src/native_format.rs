@@ -111,6 +111,13 @@ fn column(t: &str) -> Option<(Column, String)> {
     None
 }
 
+/// An array's or map's entry count: refused when larger than the bytes left (every
+/// value takes at least one byte).
+fn count(r: &mut Reader<'_>) -> Option<u64> {
+    let n = r.uvarint()?;
+    (n <= r.remaining() as u64).then_some(n)
+}
+
 impl Column {
     /// Reads one RowBinary value into the column.
     fn read(&mut self, r: &mut Reader<'_>) -> Option<()> {
@@ -142,10 +149,7 @@ impl Column {
                 total,
                 inner,
             } => {
-                let n = r.uvarint()?;
-                if n > r.remaining() as u64 {
-                    return None; // every value takes at least one byte
-                }
+                let n = count(r)?;
                 for _ in 0..n {
                     inner.read(r)?;
                 }
@@ -158,10 +162,7 @@ impl Column {
                 keys,
                 values,
             } => {
-                let n = r.uvarint()?;
-                if n > r.remaining() as u64 {
-                    return None;
-                }
+                let n = count(r)?;
                 for _ in 0..n {
                     keys.read(r)?;
                     values.read(r)?;
