@@ -26,6 +26,10 @@ Partitions are the unit of everything:
   cover* — one message, so state and offsets are atomic by construction — and then
   commits those offsets to the group (for lag monitoring). A task assigned to a
   worker restores the last snapshot of its partition and seeks to its offsets.
+  The periodic checkpoint runs in the background: the step that takes it only
+  serialises the snapshots; they are sent once the store writer has stored every write
+  queued before them and every output produced before them is acknowledged, while
+  the following steps go on (:class:`_Checkpoint`).
   After a crash (even SIGKILL) nothing is lost and nothing is counted twice: the
   records after the snapshot are replayed in the same order, and the store's
   ReplacingMergeTree keys make the rewrites idempotent. Output topics may see the
@@ -41,6 +45,7 @@ order, and a table touched in a ``stream.take`` batch raises).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -525,6 +530,27 @@ def _emit_key(record: Mapping[str, Any], fallback: bytes | None) -> bytes | None
     return fallback
 
 
+@dataclass
+class _Checkpoint:
+    """A periodic checkpoint under way in the background.
+
+    The step that starts it serialises the chosen tasks' snapshots (with the offsets they
+    cover) and queues a barrier behind the store writes; the snapshots are produced once
+    the barrier is reached (every write queued before them is stored) and every output
+    produced before them (``epoch`` and earlier) is acknowledged; the offsets are
+    committed once the broker has acknowledged the snapshots. Meanwhile the worker goes
+    on with the next steps: only the serialisation holds the processing loop up.
+    """
+
+    tasks: list[tuple[PartitionTask, bytes, dict[Topic, int]]]
+    epoch: int
+    started: float  # time.monotonic()
+    stored: threading.Event = field(default_factory=threading.Event)
+    produced: bool = False
+    answered: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
 class KafkaWorker:
     """One worker of the consumer group: consume, process, store, produce, checkpoint.
 
@@ -564,6 +590,12 @@ class KafkaWorker:
         self._paused: set[tuple[str, int]] = set()
         self._delivery_errors: list[str] = []
         self._state_errors: list[str] = []
+        # Outputs are counted per epoch until acknowledged; a background checkpoint bumps
+        # the epoch when it takes its snapshots and waits for its epoch's outputs.
+        self._epoch = 0
+        self._unacked: Counter[int] = Counter()
+        self._delivered = functools.partial(self._on_delivery, 0)
+        self._pending_checkpoint: _Checkpoint | None = None
         self._last_checkpoint = time.monotonic()
         self._checkpoint_seconds = 0.0  # how long the last checkpoint took
         self._consumer: Any = None
@@ -645,13 +677,15 @@ class KafkaWorker:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
-                if checkpoint_due(
+                if self._pending_checkpoint is not None:
+                    self._advance_checkpoint()
+                elif checkpoint_due(
                     time.monotonic(),
                     self._last_checkpoint,
                     self._checkpoint_seconds,
                     c.checkpoint_interval,
                 ):
-                    self.checkpoint()
+                    self._begin_checkpoint()
             self.checkpoint(sync=True)
         except BaseException:
             # A step that failed half-way left processors ahead of their offsets: no snapshot
@@ -737,6 +771,7 @@ class KafkaWorker:
         """A new group consumer after a fatal consumer error; tasks come back from snapshots."""
         from confluent_kafka import Consumer
 
+        self._abandon_checkpoint()
         self.tasks.clear()  # nothing to checkpoint on the way out: their snapshots are current
         self._paused.clear()
         self.metrics.partitions.set(0)
@@ -807,6 +842,7 @@ class KafkaWorker:
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         lost = sorted({tp.partition for tp in partitions})
+        self._abandon_checkpoint()
         for p in lost:
             self.tasks.pop(p, None)
         consumer.unassign()
@@ -1029,11 +1065,7 @@ class KafkaWorker:
     def _produce(self, produced: list[Produced]) -> None:
         producer = self._producer
         for topic, value, key, headers in encoded_outputs(self.codec, self.metrics, produced):
-            kwargs: dict[str, Any] = {
-                "key": key,
-                "value": value,
-                "on_delivery": self._on_delivery,
-            }
+            kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._delivered}
             if headers:
                 kwargs["headers"] = headers
             name = self.names.name(topic)
@@ -1043,10 +1075,17 @@ class KafkaWorker:
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     producer.poll(0.1)
+            self._unacked[self._epoch] += 1
             self.metrics.outputs.labels(topic=topic.value).inc()
         producer.poll(0)
 
-    def _on_delivery(self, error: Any, msg: Any) -> None:
+    def _on_delivery(self, epoch: int, error: Any, msg: Any) -> None:
+        # (called from poll and flush, in the processing thread)
+        left = self._unacked[epoch] - 1
+        if left > 0:
+            self._unacked[epoch] = left
+        else:
+            del self._unacked[epoch]
         if error is not None:
             self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
 
@@ -1083,10 +1122,9 @@ class KafkaWorker:
     def _checkpoint(
         self, tasks: Iterable[PartitionTask] | None, *, sync: bool, force: bool
     ) -> bool:
-        from confluent_kafka import KafkaException, TopicPartition
-
         if self._broken:
             return False
+        self._abandon_checkpoint()  # this one is newer
         if self._writer is not None:
             self._writer.join()  # a snapshot covers stored output only
             if self._writer.failure is not None:
@@ -1100,12 +1138,7 @@ class KafkaWorker:
         if producer.flush(timeout) > 0:
             log.warning("outputs not acknowledged within %.0fs; checkpoint postponed", timeout)
             return False
-        if self._delivery_errors:
-            errors, self._delivery_errors = self._delivery_errors, []
-            raise WorkerError(
-                f"{len(errors)} output records could not be delivered (first: {errors[0]}); "
-                "the last checkpoint is kept, restart the worker once Kafka accepts them"
-            )
+        self._raise_delivery_errors()
         snapshots = {task.partition: task.snapshot() for task in chosen}
         self._state_errors = []
         for p, data in snapshots.items():
@@ -1121,20 +1154,127 @@ class KafkaWorker:
                 "snapshots not acknowledged (%s); checkpoint postponed", self._state_errors[:1]
             )
             return False
-        offsets: list[Any] = []
         for task in chosen:
-            task.last_snapshot = snapshots[task.partition]
             task.dirty = False
-            offsets.extend(
-                TopicPartition(self.names.name(t), task.partition, o)
-                for t, o in task.offsets.items()
-            )
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=not sync)
-        except KafkaException as exc:  # the state topic is the truth; the group offsets show lag
-            log.info("offset commit failed (snapshots are written): %s", exc)
-        self.metrics.checkpoints.inc()
+        self._finish_checkpoint(
+            [(task, snapshots[task.partition], dict(task.offsets)) for task in chosen], sync=sync
+        )
         return True
+
+    def _raise_delivery_errors(self) -> None:
+        if self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise WorkerError(
+                f"{len(errors)} output records could not be delivered (first: {errors[0]}); "
+                "the last checkpoint is kept, restart the worker once Kafka accepts them"
+            )
+
+    def _begin_checkpoint(self) -> None:
+        """The periodic checkpoint, in the background (see :class:`_Checkpoint`): serialise
+        the dirty tasks' snapshots now, send them once what came before is stored and
+        acknowledged (:meth:`_advance_checkpoint`, called after each step)."""
+        writer = self._writer
+        if writer is None:
+            self.checkpoint()
+            return
+        self._last_checkpoint = started = time.monotonic()
+        try:
+            if self._broken or writer.failure is not None:
+                return  # the processing loop rewinds to the previous snapshots instead
+            self._update_lag()
+            chosen = [t for t in self.tasks.values() if t.dirty]
+            if not chosen:
+                return
+            pending = _Checkpoint(
+                [(t, t.snapshot(), dict(t.offsets)) for t in chosen], self._epoch, started
+            )
+            for task in chosen:
+                task.dirty = False  # (set again by the next records it processes)
+            self._epoch += 1
+            self._delivered = functools.partial(self._on_delivery, self._epoch)
+            writer.put([], pending.stored.set)  # a barrier: set once the writes before are stored
+            self._pending_checkpoint = pending
+        finally:
+            self._checkpoint_seconds = time.monotonic() - started
+
+    def _advance_checkpoint(self) -> None:
+        """Move the background checkpoint on, without waiting: produce its snapshots once
+        the store and the outputs before them are done; commit once they are acknowledged."""
+        pending = self._pending_checkpoint
+        if pending is None:
+            return
+        producer = self._producer
+        producer.poll(0)  # delivery reports
+        timeout = self.config.flush_timeout
+        late = time.monotonic() - pending.started > timeout
+        if not pending.produced:
+            if not pending.stored.is_set():
+                return  # (a failed write drops the barrier: the loop rewinds and abandons this)
+            if any(epoch <= pending.epoch for epoch in self._unacked):
+                if late:
+                    log.warning(
+                        "outputs not acknowledged within %.0fs; checkpoint postponed", timeout
+                    )
+                    self._abandon_checkpoint()
+                return
+            self._raise_delivery_errors()
+            on_delivery = functools.partial(self._on_checkpoint_delivery, pending)
+            for task, data, _offsets in pending.tasks:
+                p = task.partition
+                key = str(p).encode()
+                producer.produce(self.names.state, data, key, p, on_delivery=on_delivery)
+            pending.produced = True
+            producer.poll(0)
+        if pending.answered < len(pending.tasks):
+            if late:
+                log.warning(
+                    "snapshots not acknowledged within %.0fs; checkpoint postponed", timeout
+                )
+                self._abandon_checkpoint()
+            return
+        self._pending_checkpoint = None
+        if pending.errors:
+            log.warning("snapshots not acknowledged (%s); checkpoint postponed", pending.errors[:1])
+            for task, _data, _offsets in pending.tasks:
+                task.dirty = True
+            return
+        current = [
+            entry for entry in pending.tasks if self.tasks.get(entry[0].partition) is entry[0]
+        ]
+        self._finish_checkpoint(current, sync=False)
+
+    def _on_checkpoint_delivery(self, pending: _Checkpoint, error: Any, msg: Any) -> None:
+        pending.answered += 1
+        if error is not None:
+            pending.errors.append(f"{msg.topic()}[{msg.partition()}]: {error.str()}")
+
+    def _abandon_checkpoint(self) -> None:
+        """Drop the background checkpoint (a rewind, a rebalance or a newer checkpoint came):
+        its tasks are dirty again. Snapshots it may have produced already cover stored,
+        acknowledged work only, so one of them landing in the state topic is still right."""
+        pending, self._pending_checkpoint = self._pending_checkpoint, None
+        if pending is not None:
+            for task, _data, _offsets in pending.tasks:
+                task.dirty = True
+
+    def _finish_checkpoint(
+        self, done: list[tuple[PartitionTask, bytes, dict[Topic, int]]], *, sync: bool
+    ) -> None:
+        """Snapshots acknowledged: remember them (for a rewind) and commit their offsets."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offsets: list[Any] = []
+        for task, data, covered in done:
+            task.last_snapshot = data
+            offsets.extend(
+                TopicPartition(self.names.name(t), task.partition, o) for t, o in covered.items()
+            )
+        if offsets:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=not sync)
+            except KafkaException as exc:  # the state topic is the truth; offsets show lag
+                log.info("offset commit failed (snapshots are written): %s", exc)
+        self.metrics.checkpoints.inc()
 
     def _update_lag(self) -> None:
         from confluent_kafka import TopicPartition
@@ -1157,6 +1297,7 @@ class KafkaWorker:
         """Back to each task's last snapshot (a failed store write left state ahead of it)."""
         from confluent_kafka import KafkaException, TopicPartition
 
+        self._abandon_checkpoint()  # (its barrier was dropped with the failed write)
         positions: list[Any] = []
         for p, task in list(self.tasks.items()):
             if task.last_snapshot is not None:

@@ -600,6 +600,100 @@ def test_two_workers_split_the_models_and_the_totals_are_exact(
 
 
 @pytest.mark.kafka
+def test_a_periodic_checkpoint_waits_for_the_store_while_processing_goes_on(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    chdb_client: Any,
+    data: dict[str, list[dict]],
+    reference: dict[str, list[str]],
+) -> None:
+    """An in-process worker on the real broker, its store on the session's chDB engine,
+    whose writes are held back for a while (a gate around the real store). The periodic
+    checkpoint starts, but no snapshot reaches the state topic while writes queued before
+    it are unstored, and the worker goes on processing meanwhile (it only serialised the
+    snapshots). Once the store answers, the checkpoint completes and commits, and the
+    result is exactly the embedded runtime's."""
+    from streams.kafka_runtime import KafkaWorker, WorkerConfig
+
+    gate = threading.Event()
+
+    class Held(ClickHouseStore):
+        def write(self, topic, records):  # type: ignore[override]
+            gate.wait(120)
+            return super().write(topic, records)
+
+    names = fresh_names()
+    ensure_topics(kafka_bootstrap, names, 4, 1)
+    database = f"w_{uuid.uuid4().hex[:12]}"
+    store = Held(chdb_client, database=database)
+    store.migrate()
+    settings = load_settings(
+        data_dir=tmp_path,
+        window_seconds=3600,
+        allowed_lateness_seconds=0,
+        checkpoint_interval_seconds=0.2,
+        kafka_bootstrap_servers=kafka_bootstrap,
+    )
+    config = WorkerConfig.from_settings(
+        settings, topic_prefix=names.prefix, group=names.group, batch_size=200, order_slack_ms=100
+    )
+    config.metrics_port = None
+    worker = KafkaWorker(config, processor_config(settings), store)
+
+    def taken() -> float:
+        return sum(worker.metrics.events.labels(topic=t.value)._value.get() for t in Topic)
+
+    begun: list[float] = []  # records processed when the first checkpoint started
+    begin = worker._begin_checkpoint
+
+    def begin_and_note() -> None:
+        begin()
+        if worker._pending_checkpoint is not None and not begun:
+            begun.append(taken())
+
+    worker._begin_checkpoint = begin_and_note  # type: ignore[method-assign]
+
+    def state_messages() -> int:
+        reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "state-count"})
+        try:
+            return sum(
+                reader.get_watermark_offsets(TopicPartition(names.state, p), timeout=10)[1]
+                for p in range(4)
+            )
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        produce_all(kafka_bootstrap, names, data)
+        wait_until(
+            lambda: bool(begun) and taken() > begun[0],
+            60,
+            "records processed after a checkpoint started, with the store held",
+        )
+        time.sleep(1.0)  # five checkpoint intervals
+        assert not gate.is_set()
+        assert state_messages() == 0, "a snapshot was sent before the writes it covers"
+        assert worker.metrics.checkpoints._value.get() == 0
+        gate.set()
+        wait_processed(kafka_bootstrap, names, [], timeout=120)
+        assert worker.metrics.checkpoints._value.get() >= 1
+        assert state_messages() >= 1
+    finally:
+        gate.set()
+        worker.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    try:
+        got = table_rows(chdb_client, database, [*COMPARED, "dead_letters"])
+        assert not got.pop("dead_letters")
+        assert got == reference
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+
+
+@pytest.mark.kafka
 def test_a_failed_store_write_rewinds_the_worker_and_the_result_is_exact(
     kafka_bootstrap: str,
     tmp_path: Path,
