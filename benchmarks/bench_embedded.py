@@ -11,7 +11,9 @@ the same Avro payloads — never as a pass/fail:
 - ``SDK over HTTP``: ``driftline.Publisher`` → ``driftline serve``'s API (uvicorn, loopback)
   → the same runtime, twice: with ``driftline serve`` as its own process (as deployed: the
   SDK runs in the prediction service), timed until its ``/metrics`` show every event
-  processed and stored; and with client and server in this one process (sharing its GIL);
+  processed and stored — once with ``predict`` per event, once with ``predict_many`` per
+  batch of columns (a batch inference job's output; labels still one ``label`` call each);
+  and with client and server in this one process (sharing its GIL);
 - resident memory (RSS) sampled along the runtime run: state is O(bins + reservoir +
   join horizon), so it must level off, not grow with the events;
 - the runtime run's CPU time per event (all threads), and the SDK's and the server's CPU
@@ -31,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from proc_cpu import proc_cpu_seconds
@@ -204,11 +207,32 @@ def bench_http(preds: list[dict], labels: list[dict], t0: int, data_dir: Path, b
     return len(preds) / elapsed
 
 
+def as_columns(records: list[dict]) -> dict[str, Any]:
+    """A batch of prediction records as the columns a batch inference job holds."""
+    names = list(records[0]["features"])
+    return {
+        "model_name": records[0]["model_name"],
+        "model_version": records[0]["model_version"],
+        "features": {n: np.array([r["features"][n] for r in records]) for n in names},
+        "predictions": [r["prediction"] for r in records],
+        "prediction_ids": [r["prediction_id"] for r in records],
+        "timestamps": np.array([r["timestamp"] for r in records], dtype=np.int64),
+    }
+
+
 def bench_http_process(
-    preds: list[dict], labels: list[dict], t0: int, data_dir: Path, batch: int
+    preds: list[dict],
+    labels: list[dict],
+    t0: int,
+    data_dir: Path,
+    batch: int,
+    columns: bool = False,
 ) -> tuple[float, float, float]:
     """SDK in this process → ``driftline serve`` in its own process → its store.
 
+    ``columns``: predictions go through ``Publisher.predict_many``, a batch at a time, from
+    columns built before the clock starts (as a batch inference job holds its output);
+    else through ``predict``, one call per event. Labels go through ``label`` either way.
     Returns the rate, and the CPU seconds per prediction of this process (the SDK, while
     it publishes) and of the server (all its threads, until everything is stored)."""
     import os
@@ -264,9 +288,16 @@ def bench_http_process(
         )
         urllib.request.urlopen(request, timeout=60).read()
         pub = Publisher(url, batch_size=batch)
+        ops: list[tuple[Topic, Any]] = [
+            (topic, as_columns(records) if columns and topic == Topic.PREDICTIONS else records)
+            for topic, records in interleave(preds, labels, batch)
+        ]
         t = time.perf_counter()
         client_cpu, server_cpu = time.process_time(), proc_cpu_seconds(server.pid)
-        for topic, records in interleave(preds, labels, batch):
+        for topic, records in ops:
+            if topic == Topic.PREDICTIONS and columns:
+                pub.predict_many(**records)
+                continue
             kind = "predictions" if topic == Topic.PREDICTIONS else "labels"
             for r in records:
                 send_record(pub, kind, r)
@@ -348,6 +379,19 @@ def main() -> None:
                 f"  CPU per prediction (with half a label): SDK process {sdk_cpu * 1e6:.1f} us, "
                 f"driftline serve (all threads) {serve_cpu * 1e6:.1f} us "
                 f"({(sdk_cpu + serve_cpu) * prate:.2f} cores busy)"
+            )
+            crate, sdk_cpu, serve_cpu = bench_http_process(
+                hp, hl, t0, tmp / "serve-columns", args.batch, columns=True
+            )
+            print(
+                f"SDK predict_many (columns) -> HTTP API (own process) -> runtime -> store: "
+                f"{crate:,.0f} events/s = {crate / ceiling:.1%} of the ceiling, "
+                f"{crate / rate:.2f}x the in-process runtime"
+            )
+            print(
+                f"  CPU per prediction (with half a label): SDK process {sdk_cpu * 1e6:.1f} us, "
+                f"driftline serve (all threads) {serve_cpu * 1e6:.1f} us "
+                f"({(sdk_cpu + serve_cpu) * crate:.2f} cores busy)"
             )
             hrate = bench_http(hp, hl, t0, tmp / "http", args.batch)
             print(

@@ -25,6 +25,12 @@ JSON, and the server appends the events as they came. A batch holding an event t
 not encode goes as JSON instead, so the server names the field and reason; a server that
 answers 415 (one without Avro batches) gets JSON from then on.
 
+A batch of predictions already held as columns (a DataFrame, or numpy arrays from a batch
+inference job) goes through ``predict_many``: the same events as ``predict`` row by row,
+encoded natively from the columns when its features are floats::
+
+    ids = pub.predict_many("churn", "3", frame[["age", "income"]], frame["score"])
+
 Retrying a batch whose first attempt did reach the server is safe: the runtime
 drops repeated ``prediction_id`` s (as dead letters), so nothing is counted twice.
 """
@@ -34,9 +40,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -140,7 +147,8 @@ class Publisher:
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.backoff = backoff
-        self._buffers: dict[str, list[dict[str, Any]]] = {"predictions": [], "labels": []}
+        # events, as dicts, or as payloads already encoded (predict_many)
+        self._buffers: dict[str, list[Any]] = {"predictions": [], "labels": []}
         self._unchecked: set[str] = set()  # buffers holding an event not known to be plain JSON
         self.report = PublishReport()
         self._sender = (
@@ -188,6 +196,100 @@ class Publisher:
         self._add("predictions", event, plain)
         return pid
 
+    def predict_many(
+        self,
+        model_name: str,
+        model_version: str,
+        features: Any,
+        predictions: Any,
+        *,
+        prediction_ids: Sequence[str] | None = None,
+        timestamps: Any = None,
+    ) -> list[str]:
+        """Buffer a batch of predictions given as columns; returns their ``prediction_id`` s.
+
+        The same events as :meth:`predict` called row by row, in order. When every feature
+        column holds floats (a float numpy array, pandas column or list of floats) and the
+        batch goes as Avro, the events are encoded natively from the columns, without a
+        dict per row: the fast way to report a batch inference job's output.
+
+        Parameters
+        ----------
+        model_name, model_version
+            The model version that made the predictions.
+        features
+            Feature name -> column (a list or 1-D array), or a pandas DataFrame; one value
+            per prediction in each column. NaN and ±inf are missing values, as in
+            :meth:`predict`.
+        predictions
+            The model's outputs, one per row: finite numbers or strings.
+        prediction_ids
+            One id per row; random ones (32 hex digits) when None.
+        timestamps
+            Event times: one per row, or a single one for all (a timezone-aware datetime or
+            epoch milliseconds); None: now.
+
+        Raises
+        ------
+        ValueError
+            Columns of different lengths, or a prediction that is not a finite number or a
+            string.
+        TypeError
+            A feature name or id that is not a string, or a timestamp of another type.
+        """
+        if hasattr(predictions, "tolist"):  # numpy array or pandas Series
+            predictions = predictions.tolist()
+        preds = [_target("prediction", p) for p in predictions]
+        n = len(preds)
+        names = list(features.columns if hasattr(features, "columns") else features.keys())
+        columns: list[Any] = []
+        for name in names:
+            if type(name) is not str:
+                raise TypeError(f"feature names must be strings, got {name!r}")
+            column = features[name]
+            column = column.to_numpy() if hasattr(column, "to_numpy") else column
+            if len(column) != n:
+                raise ValueError(f"feature {name!r} has {len(column)} values for {n} predictions")
+            columns.append(column)
+        if prediction_ids is None:
+            hexes = os.urandom(16 * n).hex()
+            ids = [hexes[i : i + 32] for i in range(0, 32 * n, 32)]
+        else:
+            ids = list(prediction_ids)
+            if len(ids) != n:
+                raise ValueError(f"{len(ids)} prediction_ids for {n} predictions")
+            for pid in ids:
+                if type(pid) is not str:
+                    raise TypeError(f"prediction_ids must be strings, got {pid!r}")
+        stamps = _timestamps(timestamps, n)
+        version = str(model_version)
+        codec = self._codec
+        if codec is not None and type(model_name) is str and all(map(_floats, columns)):
+            import numpy as np
+
+            values = (
+                np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
+                if columns
+                else np.empty((n, 0))
+            )
+            payloads = codec.encode_prediction_rows(
+                ids, model_name, version, stamps, names, values, preds
+            )
+            if payloads is not None:
+                self._add_encoded("predictions", payloads, model_name)
+                return ids
+        rows = [c.tolist() if hasattr(c, "tolist") else list(c) for c in columns]
+        for i in range(n):
+            self.predict(
+                model_name,
+                version,
+                {name: column[i] for name, column in zip(names, rows, strict=True)},
+                preds[i],
+                prediction_id=ids[i],
+                timestamp=stamps[i],
+            )
+        return ids
+
     def label(
         self,
         prediction_id: str,
@@ -216,6 +318,17 @@ class Publisher:
         buf.append(event)
         if len(buf) >= self.batch_size:
             self._send(kind)
+
+    def _add_encoded(self, kind: str, payloads: list[bytes], model_name: str) -> None:
+        """Buffer events already encoded (single-object Avro), sending full batches."""
+        start = 0
+        while start < len(payloads):
+            buf = self._buffers[kind]
+            room = max(self.batch_size - len(buf), 1)
+            buf.extend(payloads[start : start + room])
+            start += room
+            if len(buf) >= self.batch_size:
+                self._send(kind)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -256,14 +369,18 @@ class Publisher:
         codec = self._codec
         if codec is not None:
             schema = _SCHEMAS[kind]
-            payloads = codec.encode_all(schema, events)
+            records = [e for e in events if type(e) is not bytes]  # (the rest: encoded)
+            payloads = codec.encode_all(schema, records) if records else []
             if payloads is None:  # no native extension, or an event it does not encode
-                encoded = codec.encode_many(schema, events)
+                encoded = codec.encode_many(schema, records)
                 if all(type(item) is bytes for item in encoded):
                     payloads = encoded
             if payloads is not None:
+                if len(records) < len(events):
+                    fresh = iter(payloads)
+                    payloads = [e if type(e) is bytes else next(fresh) for e in events]
                 return avro_batch.join(payloads), _AVRO_BATCH_HEADERS
-        body = _encode({"events": events}, checked=kind not in self._unchecked)
+        body = _encode({"events": _records(events)}, checked=kind not in self._unchecked)
         self._unchecked.discard(kind)
         return body, _JSON_HEADERS
 
@@ -314,7 +431,7 @@ class Publisher:
                         _detail(resp),
                     )
                     self._codec = None
-                    body = _encode({"events": events})
+                    body = _encode({"events": _records(events)})
                     headers = _JSON_HEADERS
                     continue
                 if resp.status_code not in (429, 500, 502, 503, 504):
@@ -495,6 +612,44 @@ def _target(name: str, value: Any) -> float | str:
     return value
 
 
+def _floats(column: Any) -> bool:
+    """Whether a feature column holds floats only (a float array, or a list of floats): its
+    values are features ``predict`` keeps as they are (NaN and ±inf: missing)."""
+    dtype = getattr(column, "dtype", None)
+    if dtype is not None:
+        return bool(dtype.kind == "f" and getattr(column, "ndim", 1) == 1)
+    return type(column) is list and all(type(v) is float for v in column)
+
+
+def _timestamps(timestamps: Any, n: int) -> list[int]:
+    """Epoch milliseconds per row: one per row given, or one value (None: now) for all."""
+    if timestamps is None or isinstance(timestamps, int | float | datetime):
+        return [_ms(timestamps)] * n
+    if hasattr(timestamps, "tolist"):  # numpy array or pandas Series
+        timestamps = timestamps.tolist()
+    stamps = [_ms(t) for t in timestamps]
+    if len(stamps) != n:
+        raise ValueError(f"{len(stamps)} timestamps for {n} predictions")
+    return stamps
+
+
+def _records(events: list[Any]) -> list[Any]:
+    """The events as dicts (for JSON): payloads ``predict_many`` encoded are decoded back
+    to what ``predict`` would have buffered."""
+    if all(type(e) is not bytes for e in events):
+        return events
+    from schemas.codec import AvroCodec
+
+    codec = AvroCodec()
+    out: list[Any] = []
+    for event in events:
+        if type(event) is bytes:
+            record = codec.decode_as("prediction", event)
+            event = {k: v for k, v in record.items() if v is not None or k == "features"}
+        out.append(event)
+    return out
+
+
 def _detail(resp: httpx.Response) -> str:
     try:
         return str(resp.json().get("detail", resp.text[:200]))
@@ -591,6 +746,18 @@ class KafkaPublisher(Publisher):
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def _add_encoded(self, kind: str, payloads: list[bytes], model_name: str) -> None:
+        topic, _schema = self._topics[kind]
+        key = model_name.encode("utf-8")
+        for value in payloads:
+            while True:
+                try:
+                    self._producer.produce(topic, key=key, value=value, on_delivery=self._delivered)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, then retry
+                    self._producer.poll(0.1)
         self._producer.poll(0)
 
     def _delivered(self, error: Any, msg: Any) -> None:

@@ -473,6 +473,53 @@ class AvroCodec:
         encoded: list[Any] = native.encode_many(entry.header, records)  # bytes | None each
         return encoded if _all_within(encoded, self.limit(schema_name)) else None
 
+    def encode_prediction_rows(
+        self,
+        ids: list[str],
+        model_name: str,
+        model_version: str,
+        timestamps: Any,
+        names: list[str],
+        values: Any,
+        predictions: list[Any],
+    ) -> list[bytes] | None:
+        """Predictions given as columns, encoded natively: per row the bytes
+        ``encode("prediction", ...)`` gives the record ``{prediction_id: ids[i], model_name,
+        model_version, timestamp: timestamps[i], features: {names[j]: values[i, j]},
+        prediction: predictions[i]}`` (no scores or segment), where a NaN or ±inf value is
+        a null (missing) feature.
+
+        ``timestamps`` is a column of epoch milliseconds and ``values`` an
+        ``(len(ids), len(names))`` array of numbers (both anything numpy converts to int64
+        and float64). None when the native extension is not installed or a column is
+        outside that shape (lengths, an id, name or prediction of another type, a payload
+        over the size limit): the caller then encodes the records one by one.
+        """
+        entry = self._entry("prediction", EncodeError)
+        if "prediction" not in self._native or driftline_native is None:
+            return None
+        import numpy as np
+
+        stamps = np.ascontiguousarray(timestamps, dtype="<i8")
+        matrix = np.ascontiguousarray(values, dtype="<f8")
+        if stamps.shape != (len(ids),) or matrix.shape != (len(ids), len(names)):
+            return None
+        if not (type(ids) is list and type(names) is list and type(predictions) is list):
+            return None
+        encoded: list[bytes] | None = driftline_native.encode_prediction_rows(
+            entry.header,
+            ids,
+            model_name,
+            model_version,
+            stamps.tobytes(),
+            names,
+            matrix.tobytes(),
+            predictions,
+        )
+        if encoded is None or not _all_within(encoded, self.limit("prediction")):
+            return None
+        return encoded
+
     def encode_many(
         self, schema_name: str, records: Iterable[Mapping[str, Any]]
     ) -> list[bytes | EncodeError]:

@@ -16,7 +16,7 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString};
 
 use crate::strings::StringCache;
 use crate::wire::{put_avro_bytes, put_f64, put_long, Reader};
@@ -192,6 +192,74 @@ fn encode_label(out: &mut Vec<u8>, record: &Bound<'_, PyAny>) -> Option<()> {
         _ => out.push(BRANCH_0),
     }
     Some(())
+}
+
+/// Predictions given as columns, one payload (`header` + Avro body) per row: row `i` is
+/// `ids[i]`, `model`, `version`, `timestamps[i]` (int64, little-endian), the features
+/// `names[j]` → `values[i * names.len() + j]` (float64, little-endian; NaN and ±inf are
+/// null, a missing value, as the SDK's `predict` makes them), `predictions[i]`, and no
+/// scores or segment: the bytes `encode` gives the same row as a dict. `None` when the
+/// columns differ in length or an id, name or prediction is outside the strict shape.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_prediction_rows(
+    header: &[u8],
+    ids: &Bound<'_, PyList>,
+    model: &str,
+    version: &str,
+    timestamps: &[u8],
+    names: &Bound<'_, PyList>,
+    values: &[u8],
+    predictions: &Bound<'_, PyList>,
+) -> Option<Vec<Vec<u8>>> {
+    let n = ids.len();
+    let k = names.len();
+    if predictions.len() != n || timestamps.len() != n.checked_mul(8)? {
+        return None;
+    }
+    if values.len() != n.checked_mul(k)?.checked_mul(8)? {
+        return None;
+    }
+    // The row's constant parts, encoded once: model and version, then each name's bytes.
+    let mut fixed = Vec::new();
+    put_avro_bytes(&mut fixed, model.as_bytes());
+    put_avro_bytes(&mut fixed, version.as_bytes());
+    let mut keys: Vec<Vec<u8>> = Vec::with_capacity(k);
+    for name in names.iter() {
+        let mut key = Vec::new();
+        put_avro_bytes(&mut key, exact_str(&name)?.as_bytes());
+        keys.push(key);
+    }
+    let mut count = Vec::new();
+    if k > 0 {
+        put_long(&mut count, i64::try_from(k).ok()?);
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, (id, prediction)) in ids.iter().zip(predictions.iter()).enumerate() {
+        let mut row = Vec::with_capacity(header.len() + 64 + 24 * k);
+        row.extend_from_slice(header);
+        put_str(&mut row, &id)?;
+        row.extend_from_slice(&fixed);
+        let ts = timestamps.get(i * 8..i * 8 + 8)?;
+        put_long(&mut row, i64::from_le_bytes(ts.try_into().ok()?));
+        row.extend_from_slice(&count);
+        for (j, key) in keys.iter().enumerate() {
+            row.extend_from_slice(key);
+            let at = (i * k + j) * 8;
+            let v = f64::from_le_bytes(values.get(at..at + 8)?.try_into().ok()?);
+            if v.is_finite() {
+                row.push(BRANCH_2);
+                put_f64(&mut row, v);
+            } else {
+                row.push(BRANCH_0);
+            }
+        }
+        row.push(0);
+        put_number_or_str(&mut row, &prediction)?;
+        row.push(BRANCH_0); // scores: null
+        row.push(BRANCH_0); // segment: null
+        out.push(row);
+    }
+    Some(out)
 }
 
 /// `header` followed by the Avro body of `record`, or `None` outside the strict shape.

@@ -167,6 +167,42 @@ fn encode_many<'py>(
     Ok(out)
 }
 
+/// Predictions given as columns (see `avro::encode_prediction_rows`): one `bytes` per
+/// row, or None when a column is outside the strict shape.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn encode_prediction_rows<'py>(
+    py: Python<'py>,
+    header: &[u8],
+    ids: &Bound<'py, PyList>,
+    model: &str,
+    version: &str,
+    timestamps: &[u8],
+    names: &Bound<'py, PyList>,
+    values: &[u8],
+    predictions: &Bound<'py, PyList>,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    let rows = guard(|| {
+        avro::encode_prediction_rows(
+            header,
+            ids,
+            model,
+            version,
+            timestamps,
+            names,
+            values,
+            predictions,
+        )
+    });
+    match rows {
+        None => Ok(None),
+        Some(rows) => Ok(Some(PyList::new(
+            py,
+            rows.iter().map(|r| PyBytes::new(py, r)),
+        )?)),
+    }
+}
+
 /// `encode_prediction` over a list: one `bytes | None` per record.
 #[pyfunction]
 fn encode_predictions<'py>(
@@ -600,6 +636,7 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log_frames, m)?)?;
     m.add_function(wrap_pyfunction!(plain_features, m)?)?;
     m.add_function(wrap_pyfunction!(join_bytes_array, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_prediction_rows, m)?)?;
     m.add_function(wrap_pyfunction!(split_bytes_array, m)?)?;
     // The schemas this build implements: CRC-64-AVRO fingerprints (little-endian, as on
     // the wire) of their Parsing Canonical Form. The codec uses the native path for a

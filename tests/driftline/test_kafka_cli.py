@@ -171,6 +171,27 @@ def test_kafka_publisher_delivers_and_reports(kafka_bootstrap: str) -> None:
     assert label["prediction_id"] == pid and label["label"] == "no"
 
 
+@pytest.mark.kafka
+def test_kafka_publisher_predict_many_produces_each_row_keyed_by_model(
+    kafka_bootstrap: str,
+) -> None:
+    prefix = f"k{uuid.uuid4().hex[:8]}."
+    ensure_topics(kafka_bootstrap, TopicNames(prefix=prefix), 2, 1)
+    with KafkaPublisher(kafka_bootstrap, topic_prefix=prefix) as pub:
+        ids = pub.predict_many(
+            "fraud", "3", {"amount": [12.5, float("nan"), 7.0]}, [0.1, 0.9, 0.4],
+            timestamps=[1_000, 2_000, 3_000],
+        )  # fmt: skip
+        report = pub.flush()
+    assert report.accepted == 3 and report.rejected == []
+    got = _read(kafka_bootstrap, f"{prefix}driftline.predictions", 3)
+    assert {key for key, _ in got} == {b"fraud"}
+    by_id = {record["prediction_id"]: record for _, record in got}
+    assert set(by_id) == set(ids)
+    assert [by_id[i]["features"]["amount"] for i in ids] == [12.5, None, 7.0]
+    assert [by_id[i]["timestamp"] for i in ids] == [1_000, 2_000, 3_000]
+
+
 def test_registry_ids_map_subjects_to_schemas() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         path = request.url.path

@@ -496,3 +496,148 @@ def test_features_checked_natively_equal_the_python_check(monkeypatch) -> None:
     check()
     with pytest.raises(TypeError, match="feature values must be"):
         native({"x": [1, 2]})
+
+
+# --------------------------------------------------------------------------- predict_many
+
+
+def _offline(**kwargs: object) -> Publisher:
+    """A publisher that only buffers (nothing is sent: one batch holds everything)."""
+    return Publisher("http://127.0.0.1:9", batch_size=10**9, background=False, **kwargs)  # type: ignore[arg-type]
+
+
+def _loop_body(rows: list[tuple], encoding: str = "avro") -> bytes:
+    """The request body of ``predict`` called once per row ``(features, prediction, id, ts)``."""
+    pub = _offline(encoding=encoding)
+    for features, prediction, pid, ts in rows:
+        pub.predict("m", "7", features, prediction, prediction_id=pid, timestamp=ts)
+    return pub._body("predictions", pub._buffers["predictions"])[0]
+
+
+def _columns_case(kind: str):  # type: ignore[no-untyped-def]
+    """Columns, and the same predictions as rows for ``predict``."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    n = 57
+    x = rng.normal(size=n) * 1e6
+    x[[3, 9, 11]] = [np.nan, np.inf, -np.inf]
+    x[5] = -0.0
+    y = rng.normal(size=n).astype(np.float32)
+    preds = [float(v) if i % 3 else f"class-{i % 2}" for i, v in enumerate(rng.normal(size=n))]
+    ids = [f"id-{i}-é" for i in range(n)]
+    ts = [1_700_000_000_000 + 37 * i for i in range(n)]
+    columns: dict = {"x": x, "y": y}
+    row_features = [{"x": x[i], "y": y[i]} for i in range(n)]
+    if kind == "lists":
+        columns = {"x": x.tolist(), "y": y.astype(np.float64).tolist()}
+        row_features = [{"x": float(x[i]), "y": float(y[i])} for i in range(n)]
+    elif kind == "strings":  # not all floats: the rows go one by one through predict
+        columns["city"] = np.array(["paris", "oslo", "lima"] * 19)
+        for i, f in enumerate(row_features):
+            f["city"] = columns["city"][i]
+    elif kind == "ints":
+        columns["age"] = np.arange(n, dtype=np.int64)
+        for i, f in enumerate(row_features):
+            f["age"] = columns["age"][i]
+    elif kind == "none":
+        columns = {}
+        row_features = [{} for _ in range(n)]
+    rows = list(zip(row_features, preds, ids, ts, strict=True))
+    return columns, preds, ids, ts, rows
+
+
+@pytest.mark.parametrize("kind", ["arrays", "lists", "dataframe", "strings", "ints", "none"])
+@pytest.mark.parametrize("encoding", ["avro", "json"])
+def test_predict_many_sends_what_predict_sends_row_by_row(kind: str, encoding: str) -> None:
+    """The request body of ``predict_many`` over columns is byte for byte the body of
+    ``predict`` called per row (float columns encoded natively from the columns, the
+    others row by row; NaN and ±inf are missing values either way; Avro and JSON)."""
+    import numpy as np
+    import pandas as pd
+
+    columns, preds, ids, ts, rows = _columns_case("arrays" if kind == "dataframe" else kind)
+    features = pd.DataFrame(columns) if kind == "dataframe" else columns
+    pub = _offline(encoding=encoding)
+    got = pub.predict_many(
+        "m", 7, features, np.array(preds, dtype=object), prediction_ids=ids, timestamps=np.array(ts)
+    )
+    assert got == ids
+    if encoding == "avro" and kind in ("arrays", "lists", "dataframe", "none"):
+        assert all(type(e) is bytes for e in pub._buffers["predictions"])  # the native path
+    assert pub._body("predictions", pub._buffers["predictions"])[0] == _loop_body(rows, encoding)
+
+
+def test_predict_many_events_mix_with_predict_and_fall_back_to_json() -> None:
+    """Encoded events and dicts share a batch in call order; a server without Avro batches
+    (415) gets them as the JSON ``predict`` would have sent."""
+    columns, preds, ids, ts, rows = _columns_case("arrays")
+    pub = _offline(encoding="avro")
+
+    def many(a: int, b: int) -> None:
+        features = {k: v[a:b] for k, v in columns.items()}
+        pub.predict_many(
+            "m", "7", features, preds[a:b], prediction_ids=ids[a:b], timestamps=ts[a:b]
+        )
+
+    many(0, 10)
+    pub.predict("m", "7", *rows[10][:2], prediction_id=rows[10][2], timestamp=rows[10][3])
+    many(11, len(rows))
+    events = pub._buffers["predictions"]
+    assert [type(e) for e in events] == [bytes] * 10 + [dict] + [bytes] * (len(rows) - 11)
+    assert pub._body("predictions", events)[0] == _loop_body(rows)
+    pub._codec = None  # as after a 415
+    assert pub._body("predictions", events)[0] == _loop_body(rows, "json")
+
+
+def test_predict_many_ids_timestamps_and_errors() -> None:
+    import numpy as np
+
+    pub = _offline(encoding="avro")
+    before = int(time.time() * 1000)
+    ids = pub.predict_many("m", "1", {"x": [1.0, 2.0, 3.0]}, [0.1, 0.2, 0.3])
+    assert len(set(ids)) == 3 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    stamps = [
+        AvroCodec().decode_as("prediction", e)["timestamp"] for e in pub._buffers["predictions"]
+    ]
+    assert len(set(stamps)) == 1 and before <= stamps[0] <= int(time.time() * 1000)
+    pub.predict_many("m", "1", {"x": [1.0]}, ["a"], timestamps=1_700_000_000_000)
+    assert (
+        AvroCodec().decode_as("prediction", pub._buffers["predictions"][-1])["timestamp"]
+        == 1_700_000_000_000
+    )
+    with pytest.raises(ValueError, match="feature 'x' has 2 values for 3 predictions"):
+        pub.predict_many("m", "1", {"x": [1.0, 2.0]}, [1, 2, 3])
+    with pytest.raises(ValueError, match="prediction must be a finite number or a string"):
+        pub.predict_many("m", "1", {"x": [1.0, 2.0]}, np.array([1.0, np.nan]))
+    with pytest.raises(TypeError, match="feature names must be strings"):
+        pub.predict_many("m", "1", {3: [1.0]}, [1])
+    with pytest.raises(TypeError, match="prediction_ids must be strings"):
+        pub.predict_many("m", "1", {"x": [1.0]}, [1], prediction_ids=[5])
+    with pytest.raises(ValueError, match="2 prediction_ids for 1 predictions"):
+        pub.predict_many("m", "1", {"x": [1.0]}, [1], prediction_ids=["a", "b"])
+    with pytest.raises(ValueError, match="2 timestamps for 1 predictions"):
+        pub.predict_many("m", "1", {"x": [1.0]}, [1], timestamps=[1, 2])
+    with pytest.raises(TypeError, match="datetime or epoch milliseconds"):
+        pub.predict_many("m", "1", {"x": [1.0]}, [1], timestamps=["2024-01-01"])
+    assert len(pub._buffers["predictions"]) == 4  # the failed calls buffered nothing
+
+
+def test_predict_many_reaches_the_store_in_batches(tmp_path, chdb_client, ch_database) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    with running_api(tmp_path, chdb_client, ch_database) as (url, runtime):
+        with Publisher(url, batch_size=100) as pub:
+            assert pub.encoding == "avro"
+            ids = pub.predict_many(
+                "m", "1", {"x": rng.normal(size=250), "z": rng.normal(size=250)},
+                np.where(rng.normal(size=250) > 0, "yes", "no"),
+            )  # fmt: skip
+            for pid in ids[:40]:
+                pub.label(pid, "m", label="yes")
+            report = pub.flush(wait=True)
+        assert report.accepted == 290 and report.rejected == []
+        assert report.requests == 4  # 100 + 100 + 50 predictions, 40 labels
+        counts = runtime.store.counts()
+        assert counts["predictions"] == 250 and counts["labels"] == 40

@@ -1092,3 +1092,45 @@ def test_feature_columns_decline_odd_containers() -> None:
     assert schemas.native.feature_columns([{"a": 1.0}, 3], ["a"]) is None
     assert schemas.native.feature_columns(({"a": 1.0},), ["a"]) is None  # lists only
     assert schemas.native.feature_columns([], ["a"]).shape == (1, 0)
+
+
+def test_prediction_rows_encode_as_their_records_and_refuse_other_shapes() -> None:
+    """``AvroCodec.encode_prediction_rows`` (columns, natively) gives per row the bytes of
+    ``encode`` of the record; a column outside the strict shape gives None, never a wrong
+    payload."""
+    import math
+
+    import numpy as np
+
+    codec = AvroCodec()
+    rng = np.random.default_rng(3)
+    n, names = 40, ["a", "b", "ünï"]
+    values = rng.normal(size=(n, 3)) * 10.0 ** rng.integers(-300, 300, size=(n, 3))
+    values[1, 0], values[2, 1], values[3, 2] = np.nan, np.inf, -np.inf
+    ids = [f"p{i}" for i in range(n)]
+    stamps = rng.integers(-(2**62), 2**62, size=n)
+    preds: list = [float(v) if i % 2 else "yes" for i, v in enumerate(rng.normal(size=n))]
+    preds[4] = 3  # an int prediction is a double, as in encode
+    rows = codec.encode_prediction_rows(ids, "m", "2", stamps, names, values, preds)
+    assert rows is not None and len(rows) == n
+    for i, payload in enumerate(rows):
+        features = {
+            k: (float(v) if math.isfinite(v) else None)
+            for k, v in zip(names, values[i], strict=True)
+        }
+        record = {"prediction_id": ids[i], "model_name": "m", "model_version": "2",
+                  "timestamp": int(stamps[i]), "features": features, "prediction": preds[i]}  # fmt: skip
+        assert payload == codec.encode("prediction", record)
+    ok = (ids, "m", "2", stamps, names, values, preds)
+    bad = {
+        "an id that is not a str": ([*ids[:-1], 5], *ok[1:]),
+        "a bool prediction": (*ok[:6], [*preds[:-1], True]),
+        "a None prediction": (*ok[:6], [*preds[:-1], None]),
+        "a name that is not a str": (*ok[:4], [*names[:-1], 1], *ok[5:]),
+        "fewer predictions": (*ok[:6], preds[:-1]),
+        "fewer timestamps": (*ok[:3], stamps[:-1], *ok[4:]),
+        "a matrix of another shape": (*ok[:5], values[:, :2], preds),
+    }
+    for why, args in bad.items():
+        assert codec.encode_prediction_rows(*args) is None, why
+    assert codec.encode_prediction_rows([], "m", "2", [], names, np.empty((0, 3)), []) == []
