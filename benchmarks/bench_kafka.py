@@ -75,6 +75,10 @@ PRODUCER_CONFIG: dict[str, Any] = {
 FETCH_CONFIG: dict[str, Any] = {
     "max.partition.fetch.bytes": 4 * MIB,
     "fetch.max.bytes": 64 * MIB,
+    # librdkafka's default (1 s) postpones a partition's next fetch once 64 MB are queued:
+    # a bare loop over 200k 20-feature predictions (~76 MB) then read 150-160k msg/s
+    # instead of 430-450k.
+    "fetch.queue.backoff.ms": 10,
 }
 
 

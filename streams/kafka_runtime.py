@@ -730,6 +730,9 @@ class KafkaWorker:
             "heartbeat.interval.ms": max(500, c.session_timeout_ms // 4),
             "max.partition.fetch.bytes": 4 * 1024 * 1024,
             "fetch.max.bytes": 64 * 1024 * 1024,
+            # Once librdkafka's queue holds 64 MB it postpones the next fetch, by 1 s by
+            # default: a worker draining a backlog would find its queue empty meanwhile.
+            "fetch.queue.backoff.ms": 10,
         }
         if c.worker_id:
             consumer_config["group.instance.id"] = c.worker_id
