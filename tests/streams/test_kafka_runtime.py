@@ -599,6 +599,54 @@ def test_two_workers_split_the_models_and_the_totals_are_exact(
         assert sorted(dumps[0][table] + dumps[1][table]) == reference[table], table
 
 
+def in_process_worker(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    chdb_client: Any,
+    store_class: type[ClickHouseStore],
+    *,
+    checkpoint_interval: float,
+    batch_size: int,
+) -> tuple[Any, TopicNames, str]:
+    """A worker in this process on the real broker (fresh topics), writing to a
+    ``store_class`` store on a fresh database of the session's chDB engine; (worker,
+    topic names, database)."""
+    from streams.kafka_runtime import KafkaWorker, WorkerConfig
+
+    names = fresh_names()
+    ensure_topics(kafka_bootstrap, names, 4, 1)
+    database = f"w_{uuid.uuid4().hex[:12]}"
+    store = store_class(chdb_client, database=database)
+    store.migrate()
+    settings = load_settings(
+        data_dir=tmp_path,
+        window_seconds=3600,
+        allowed_lateness_seconds=0,
+        checkpoint_interval_seconds=checkpoint_interval,
+        kafka_bootstrap_servers=kafka_bootstrap,
+    )
+    config = WorkerConfig.from_settings(
+        settings,
+        topic_prefix=names.prefix,
+        group=names.group,
+        batch_size=batch_size,
+        order_slack_ms=100,
+    )
+    config.metrics_port = None
+    return KafkaWorker(config, processor_config(settings), store), names, database
+
+
+def assert_store_equals(chdb_client: Any, database: str, reference: dict[str, list[str]]) -> None:
+    """The database holds exactly the embedded runtime's aggregates and no dead letter;
+    dropped afterwards."""
+    try:
+        got = table_rows(chdb_client, database, [*COMPARED, "dead_letters"])
+        assert not got.pop("dead_letters")
+        assert got == reference
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+
+
 @pytest.mark.kafka
 def test_a_periodic_checkpoint_waits_for_the_store_while_processing_goes_on(
     kafka_bootstrap: str,
@@ -613,8 +661,6 @@ def test_a_periodic_checkpoint_waits_for_the_store_while_processing_goes_on(
     it are unstored, and the worker goes on processing meanwhile (it only serialised the
     snapshots). Once the store answers, the checkpoint completes and commits, and the
     result is exactly the embedded runtime's."""
-    from streams.kafka_runtime import KafkaWorker, WorkerConfig
-
     gate = threading.Event()
 
     class Held(ClickHouseStore):
@@ -622,23 +668,9 @@ def test_a_periodic_checkpoint_waits_for_the_store_while_processing_goes_on(
             gate.wait(120)
             return super().write(topic, records)
 
-    names = fresh_names()
-    ensure_topics(kafka_bootstrap, names, 4, 1)
-    database = f"w_{uuid.uuid4().hex[:12]}"
-    store = Held(chdb_client, database=database)
-    store.migrate()
-    settings = load_settings(
-        data_dir=tmp_path,
-        window_seconds=3600,
-        allowed_lateness_seconds=0,
-        checkpoint_interval_seconds=0.2,
-        kafka_bootstrap_servers=kafka_bootstrap,
+    worker, names, database = in_process_worker(
+        kafka_bootstrap, tmp_path, chdb_client, Held, checkpoint_interval=0.2, batch_size=200
     )
-    config = WorkerConfig.from_settings(
-        settings, topic_prefix=names.prefix, group=names.group, batch_size=200, order_slack_ms=100
-    )
-    config.metrics_port = None
-    worker = KafkaWorker(config, processor_config(settings), store)
 
     def taken() -> float:
         return sum(worker.metrics.events.labels(topic=t.value)._value.get() for t in Topic)
@@ -685,12 +717,7 @@ def test_a_periodic_checkpoint_waits_for_the_store_while_processing_goes_on(
         worker.stop()
         thread.join(timeout=60)
     assert not thread.is_alive()
-    try:
-        got = table_rows(chdb_client, database, [*COMPARED, "dead_letters"])
-        assert not got.pop("dead_letters")
-        assert got == reference
-    finally:
-        chdb_client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    assert_store_equals(chdb_client, database, reference)
 
 
 @pytest.mark.kafka
@@ -707,7 +734,6 @@ def test_a_failed_store_write_rewinds_the_worker_and_the_result_is_exact(
     ends with exactly the embedded runtime's aggregates."""
     import threading
 
-    from streams.kafka_runtime import KafkaWorker, WorkerConfig
     from streams.store import StoreError
 
     class FailsOnce(ClickHouseStore):
@@ -719,23 +745,9 @@ def test_a_failed_store_write_rewinds_the_worker_and_the_result_is_exact(
                 raise StoreError("ClickHouse went away (injected)")
             return super().write(topic, records)
 
-    names = fresh_names()
-    ensure_topics(kafka_bootstrap, names, 4, 1)
-    database = f"w_{uuid.uuid4().hex[:12]}"
-    store = FailsOnce(chdb_client, database=database)
-    store.migrate()
-    settings = load_settings(
-        data_dir=tmp_path,
-        window_seconds=3600,
-        allowed_lateness_seconds=0,
-        checkpoint_interval_seconds=0.5,
-        kafka_bootstrap_servers=kafka_bootstrap,
+    worker, names, database = in_process_worker(
+        kafka_bootstrap, tmp_path, chdb_client, FailsOnce, checkpoint_interval=0.5, batch_size=300
     )
-    config = WorkerConfig.from_settings(
-        settings, topic_prefix=names.prefix, group=names.group, batch_size=300, order_slack_ms=100
-    )
-    config.metrics_port = None
-    worker = KafkaWorker(config, processor_config(settings), store)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -746,9 +758,4 @@ def test_a_failed_store_write_rewinds_the_worker_and_the_result_is_exact(
         thread.join(timeout=60)
     assert not thread.is_alive()
     assert FailsOnce.calls > 8 and worker.metrics.store_errors._value.get() == 1
-    try:
-        got = table_rows(chdb_client, database, [*COMPARED, "dead_letters"])
-        assert not got.pop("dead_letters")
-        assert got == reference
-    finally:
-        chdb_client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    assert_store_equals(chdb_client, database, reference)
