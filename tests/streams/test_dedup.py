@@ -78,6 +78,9 @@ def test_filter_equals_the_reference(
     assert d.state() == other.state()
     restored = Deduplicator.from_state(d.state(), native=not native)
     assert restored.state() == d.state()
+    # a checkpoint written before the keys were joined (a list of keys) restores the same
+    listed = {**d.state(), "seen": {t.value: s.keys() for t, s in d._seen.items()}}
+    assert Deduplicator.from_state(listed, native=native).state() == d.state()
     # the restored memory goes on exactly as the original
     tail = [{"prediction_id": f"p{i}"} for i in range(12)]
     assert restored.filter(Topic.PREDICTIONS, tail) == d.filter(Topic.PREDICTIONS, tail)
@@ -137,4 +140,8 @@ def test_the_native_memory_refuses_malformed_keys() -> None:
     with pytest.raises(ValueError, match="a key is 12 bytes"):
         Deduplicator.from_state(
             {"capacity": 5, "duplicates": 0, "seen": {Topic.LABELS.value: [b"short"]}}
+        )
+    with pytest.raises(ValueError, match="hold 13 bytes, not a multiple of the key size"):
+        Deduplicator.from_state(
+            {"capacity": 5, "duplicates": 0, "seen": {Topic.LABELS.value: b"x" * 13}}
         )
