@@ -11,8 +11,8 @@ the same Avro payloads — never as a pass/fail:
 - ``SDK over HTTP``: ``driftline.Publisher`` → ``driftline serve``'s API (uvicorn, loopback)
   → the same runtime, twice: with ``driftline serve`` as its own process (as deployed: the
   SDK runs in the prediction service), timed until its ``/metrics`` show every event
-  processed and stored — once with ``predict`` per event, once with ``predict_many`` per
-  batch of columns (a batch inference job's output; labels still one ``label`` call each);
+  processed and stored — once with ``predict`` / ``label`` per event, once with
+  ``predict_many`` / ``label_many`` per batch of columns (a batch inference job's output);
   and with client and server in this one process (sharing its GIL);
 - resident memory (RSS) sampled along the runtime run: state is O(bins + reservoir +
   join horizon), so it must level off, not grow with the events;
@@ -220,6 +220,16 @@ def as_columns(records: list[dict]) -> dict[str, Any]:
     }
 
 
+def label_columns(records: list[dict]) -> dict[str, Any]:
+    """A batch of label records as columns (as a table of ground truth holds them)."""
+    return {
+        "prediction_ids": [r["prediction_id"] for r in records],
+        "model_name": records[0]["model_name"],
+        "labels": [r["label"] for r in records],
+        "timestamps": np.array([r["timestamp"] for r in records], dtype=np.int64),
+    }
+
+
 def bench_http_process(
     preds: list[dict],
     labels: list[dict],
@@ -230,9 +240,10 @@ def bench_http_process(
 ) -> tuple[float, float, float]:
     """SDK in this process → ``driftline serve`` in its own process → its store.
 
-    ``columns``: predictions go through ``Publisher.predict_many``, a batch at a time, from
-    columns built before the clock starts (as a batch inference job holds its output);
-    else through ``predict``, one call per event. Labels go through ``label`` either way.
+    ``columns``: predictions and labels go through ``Publisher.predict_many`` and
+    ``label_many``, a batch at a time, from columns built before the clock starts (as a
+    batch inference job and a table of ground truth hold them); else through ``predict``
+    and ``label``, one call per event.
     Returns the rate, and the CPU seconds per prediction of this process (the SDK, while
     it publishes) and of the server (all its threads, until everything is stored)."""
     import os
@@ -289,14 +300,19 @@ def bench_http_process(
         urllib.request.urlopen(request, timeout=60).read()
         pub = Publisher(url, batch_size=batch)
         ops: list[tuple[Topic, Any]] = [
-            (topic, as_columns(records) if columns and topic == Topic.PREDICTIONS else records)
+            (topic, (as_columns if topic == Topic.PREDICTIONS else label_columns)(records))
+            if columns
+            else (topic, records)
             for topic, records in interleave(preds, labels, batch)
         ]
         t = time.perf_counter()
         client_cpu, server_cpu = time.process_time(), proc_cpu_seconds(server.pid)
         for topic, records in ops:
-            if topic == Topic.PREDICTIONS and columns:
-                pub.predict_many(**records)
+            if columns:
+                if topic == Topic.PREDICTIONS:
+                    pub.predict_many(**records)
+                else:
+                    pub.label_many(**records)
                 continue
             kind = "predictions" if topic == Topic.PREDICTIONS else "labels"
             for r in records:
@@ -373,7 +389,10 @@ def main() -> None:
                     "SDK predict -> HTTP API (driftline serve, own process) -> runtime -> store",
                     False,
                 ),
-                ("SDK predict_many (columns) -> HTTP API (own process) -> runtime -> store", True),
+                (
+                    "SDK predict_many + label_many (columns) -> HTTP API (own process) -> runtime -> store",
+                    True,
+                ),
             ):
                 prate, sdk_cpu, serve_cpu = bench_http_process(
                     hp, hl, t0, tmp / f"serve-{columns}", args.batch, columns=columns

@@ -30,6 +30,7 @@ inference job) goes through ``predict_many``: the same events as ``predict`` row
 encoded natively from the columns when its features are floats::
 
     ids = pub.predict_many("churn", "3", frame[["age", "income"]], frame["score"])
+    pub.label_many(truth["prediction_id"], "churn", truth["churned"])  # later
 
 Retrying a batch whose first attempt did reach the server is safe: the runtime
 drops repeated ``prediction_id`` s (as dead letters), so nothing is counted twice.
@@ -310,6 +311,51 @@ class Publisher:
         if model_version is not None:
             event["model_version"] = str(model_version)
         self._add("labels", event, type(prediction_id) is str and type(model_name) is str)
+
+    def label_many(
+        self,
+        prediction_ids: Sequence[str],
+        model_name: str,
+        labels: Any,
+        *,
+        timestamps: Any = None,
+        model_version: str | None = None,
+    ) -> None:
+        """Buffer the ground truth of a batch of earlier predictions, given as columns.
+
+        The same events as :meth:`label` called row by row, in order: ``prediction_ids``
+        and ``labels`` (finite numbers or strings) are columns of one length (lists, numpy
+        arrays or pandas Series); ``timestamps`` one per row, or a single one for all
+        (None: now).
+
+        Raises
+        ------
+        ValueError
+            Columns of different lengths, or a label that is not a finite number or a
+            string.
+        TypeError
+            A timestamp of another type.
+        """
+        if hasattr(labels, "tolist"):  # numpy array or pandas Series
+            labels = labels.tolist()
+        values = [_target("label", v) for v in labels]
+        n = len(values)
+        ids = prediction_ids.tolist() if hasattr(prediction_ids, "tolist") else list(prediction_ids)
+        if len(ids) != n:
+            raise ValueError(f"{len(ids)} prediction_ids for {n} labels")
+        stamps = _timestamps(timestamps, n, "labels")
+        plain = type(model_name) is str and all(type(pid) is str for pid in ids)
+        version = None if model_version is None else str(model_version)
+        for pid, value, ts in zip(ids, values, stamps, strict=True):
+            event: dict[str, Any] = {
+                "prediction_id": pid,
+                "model_name": model_name,
+                "label": value,
+                "timestamp": ts,
+            }
+            if version is not None:
+                event["model_version"] = version
+            self._add("labels", event, plain)
 
     def _add(self, kind: str, event: dict[str, Any], plain: bool = False) -> None:
         buf = self._buffers[kind]
@@ -621,7 +667,7 @@ def _floats(column: Any) -> bool:
     return type(column) is list and all(type(v) is float for v in column)
 
 
-def _timestamps(timestamps: Any, n: int) -> list[int]:
+def _timestamps(timestamps: Any, n: int, what: str = "predictions") -> list[int]:
     """Epoch milliseconds per row: one per row given, or one value (None: now) for all."""
     if timestamps is None or isinstance(timestamps, int | float | datetime):
         return [_ms(timestamps)] * n
@@ -629,7 +675,7 @@ def _timestamps(timestamps: Any, n: int) -> list[int]:
         timestamps = timestamps.tolist()
     stamps = [_ms(t) for t in timestamps]
     if len(stamps) != n:
-        raise ValueError(f"{len(stamps)} timestamps for {n} predictions")
+        raise ValueError(f"{len(stamps)} timestamps for {n} {what}")
     return stamps
 
 

@@ -172,7 +172,7 @@ def test_kafka_publisher_delivers_and_reports(kafka_bootstrap: str) -> None:
 
 
 @pytest.mark.kafka
-def test_kafka_publisher_predict_many_produces_each_row_keyed_by_model(
+def test_kafka_publisher_predict_many_and_label_many_produce_each_row_keyed_by_model(
     kafka_bootstrap: str,
 ) -> None:
     prefix = f"k{uuid.uuid4().hex[:8]}."
@@ -182,8 +182,14 @@ def test_kafka_publisher_predict_many_produces_each_row_keyed_by_model(
             "fraud", "3", {"amount": [12.5, float("nan"), 7.0]}, [0.1, 0.9, 0.4],
             timestamps=[1_000, 2_000, 3_000],
         )  # fmt: skip
+        pub.label_many(ids[:2], "fraud", ["ok", "fraud"], timestamps=4_000)
         report = pub.flush()
-    assert report.accepted == 3 and report.rejected == []
+    assert report.accepted == 5 and report.rejected == []
+    labels = _read(kafka_bootstrap, f"{prefix}driftline.labels", 2)
+    assert {key for key, _ in labels} == {b"fraud"}
+    assert sorted((r["prediction_id"], r["label"]) for _, r in labels) == sorted(
+        zip(ids[:2], ["ok", "fraud"], strict=True)
+    )
     got = _read(kafka_bootstrap, f"{prefix}driftline.predictions", 3)
     assert {key for key, _ in got} == {b"fraud"}
     by_id = {record["prediction_id"]: record for _, record in got}

@@ -641,3 +641,32 @@ def test_predict_many_reaches_the_store_in_batches(tmp_path, chdb_client, ch_dat
         assert report.requests == 4  # 100 + 100 + 50 predictions, 40 labels
         counts = runtime.store.counts()
         assert counts["predictions"] == 250 and counts["labels"] == 40
+
+
+@pytest.mark.parametrize("encoding", ["avro", "json"])
+def test_label_many_sends_what_label_sends_row_by_row(encoding: str) -> None:
+    import numpy as np
+    import pandas as pd
+
+    ids = [f"p{i}" for i in range(40)]
+    values = ["yes" if i % 3 else 0.25 * i for i in range(40)]
+    stamps = [1_700_000_000_000 + i for i in range(40)]
+    many, loop = _offline(encoding=encoding), _offline(encoding=encoding)
+    many.label_many(
+        pd.Series(ids), "m", np.array(values, dtype=object), timestamps=np.array(stamps)
+    )
+    many.label_many(ids[:3], "m", ["a", "b", "c"], timestamps=7, model_version=2)
+    for pid, value, ts in zip(ids, values, stamps, strict=True):
+        loop.label(pid, "m", value, timestamp=ts)
+    for pid, value in zip(ids[:3], "abc", strict=True):
+        loop.label(pid, "m", value, timestamp=7, model_version="2")
+    assert many._body("labels", many._buffers["labels"]) == loop._body(
+        "labels", loop._buffers["labels"]
+    )
+    with pytest.raises(ValueError, match="2 prediction_ids for 3 labels"):
+        many.label_many(["a", "b"], "m", [1, 2, 3])
+    with pytest.raises(ValueError, match="label must be a finite number or a string"):
+        many.label_many(["a"], "m", [float("inf")])
+    with pytest.raises(ValueError, match="1 timestamps for 2 labels"):
+        many.label_many(["a", "b"], "m", [1, 2], timestamps=[5])
+    assert len(many._buffers["labels"]) == 43  # the failed calls buffered nothing
