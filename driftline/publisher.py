@@ -781,30 +781,23 @@ class KafkaPublisher(Publisher):
                 {"prediction_id": event.get("prediction_id"), "reason": exc.reason}
             )
             return
-        while True:
-            try:
-                self._producer.produce(
-                    topic,
-                    key=str(event["model_name"]).encode("utf-8"),
-                    value=value,
-                    on_delivery=self._delivered,
-                )
-                break
-            except BufferError:  # local queue full: serve delivery reports, then retry
-                self._producer.poll(0.1)
+        self._produce(topic, str(event["model_name"]).encode("utf-8"), value)
         self._producer.poll(0)
 
     def _add_encoded(self, kind: str, payloads: list[bytes], model_name: str) -> None:
         topic, _schema = self._topics[kind]
         key = model_name.encode("utf-8")
         for value in payloads:
-            while True:
-                try:
-                    self._producer.produce(topic, key=key, value=value, on_delivery=self._delivered)
-                    break
-                except BufferError:  # local queue full: serve delivery reports, then retry
-                    self._producer.poll(0.1)
+            self._produce(topic, key, value)
         self._producer.poll(0)
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, on_delivery=self._delivered)
+                return
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                self._producer.poll(0.1)
 
     def _delivered(self, error: Any, msg: Any) -> None:
         if error is None:

@@ -532,7 +532,8 @@ def _emit_key(record: Mapping[str, Any], fallback: bytes | None) -> bytes | None
 
 @dataclass
 class _Checkpoint:
-    """A periodic checkpoint under way in the background.
+    """A periodic checkpoint under way in the background (the synchronous checkpoint
+    sends its snapshots through one too, and waits).
 
     The step that starts it serialises the chosen tasks' snapshots (with the offsets they
     cover) and queues a barrier behind the store writes; the snapshots are produced once
@@ -589,7 +590,6 @@ class KafkaWorker:
         self._broken = False
         self._paused: set[tuple[str, int]] = set()
         self._delivery_errors: list[str] = []
-        self._state_errors: list[str] = []
         # Outputs are counted per epoch until acknowledged; a background checkpoint bumps
         # the epoch when it takes its snapshots and waits for its epoch's outputs.
         self._epoch = 0
@@ -1092,10 +1092,6 @@ class KafkaWorker:
         if error is not None:
             self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
 
-    def _on_state_delivery(self, error: Any, msg: Any) -> None:
-        if error is not None:
-            self._state_errors.append(f"{msg.topic()}[{msg.partition()}]: {error.str()}")
-
     # -- checkpoints ----------------------------------------------------------------------
 
     def checkpoint(
@@ -1142,26 +1138,18 @@ class KafkaWorker:
             log.warning("outputs not acknowledged within %.0fs; checkpoint postponed", timeout)
             return False
         self._raise_delivery_errors()
-        snapshots = {task.partition: task.snapshot() for task in chosen}
-        self._state_errors = []
-        for p, data in snapshots.items():
-            producer.produce(
-                self.names.state,
-                key=str(p).encode(),
-                value=data,
-                partition=p,
-                on_delivery=self._on_state_delivery,
-            )
-        if producer.flush(timeout) > 0 or self._state_errors:
+        snapshots = _Checkpoint(
+            [(t, t.snapshot(), dict(t.offsets)) for t in chosen], self._epoch, time.monotonic()
+        )
+        self._send_snapshots(snapshots)
+        if producer.flush(timeout) > 0 or snapshots.errors:
             log.warning(
-                "snapshots not acknowledged (%s); checkpoint postponed", self._state_errors[:1]
+                "snapshots not acknowledged (%s); checkpoint postponed", snapshots.errors[:1]
             )
             return False
         for task in chosen:
             task.dirty = False
-        self._finish_checkpoint(
-            [(task, snapshots[task.partition], dict(task.offsets)) for task in chosen], sync=sync
-        )
+        self._finish_checkpoint(snapshots.tasks, sync=sync)
         return True
 
     def _raise_delivery_errors(self) -> None:
@@ -1221,11 +1209,7 @@ class KafkaWorker:
                     self._abandon_checkpoint()
                 return
             self._raise_delivery_errors()
-            on_delivery = functools.partial(self._on_checkpoint_delivery, pending)
-            for task, data, _offsets in pending.tasks:
-                p = task.partition
-                key = str(p).encode()
-                producer.produce(self.names.state, data, key, p, on_delivery=on_delivery)
+            self._send_snapshots(pending)
             pending.produced = True
             producer.poll(0)
         if pending.answered < len(pending.tasks):
@@ -1245,6 +1229,16 @@ class KafkaWorker:
             entry for entry in pending.tasks if self.tasks.get(entry[0].partition) is entry[0]
         ]
         self._finish_checkpoint(current, sync=False)
+
+    def _send_snapshots(self, checkpoint: _Checkpoint) -> None:
+        """Produce a checkpoint's snapshots to the state topic (keyed and partitioned by
+        their partition); their acks are counted in ``checkpoint``."""
+        on_delivery = functools.partial(self._on_checkpoint_delivery, checkpoint)
+        for task, data, _offsets in checkpoint.tasks:
+            p = task.partition
+            self._producer.produce(
+                self.names.state, data, str(p).encode(), p, on_delivery=on_delivery
+            )
 
     def _on_checkpoint_delivery(self, pending: _Checkpoint, error: Any, msg: Any) -> None:
         pending.answered += 1
