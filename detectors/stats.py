@@ -32,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -39,6 +40,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as _stats
 from scipy.special import gammaln, rel_entr
+
+try:  # the optional native extension (native/, see schemas.native): a faster ECDF merge
+    import driftline_native
+except ImportError:  # pragma: no cover - without it numpy computes the same
+    driftline_native = None
 
 __all__ = [
     "Chi2Result",
@@ -159,9 +165,8 @@ def ks(ref_sample: ArrayLike, cur_sample: ArrayLike, method: str = "auto") -> KS
 
     """
     _check_ks_method(method)
-    a = np.sort(np.asarray(ref_sample, dtype=np.float64))
-    b = np.sort(np.asarray(cur_sample, dtype=np.float64))
-    return _ks_sorted(a, b, _ecdfs(a, b)[1], method)
+    a, b, gap = _sorted_gap(ref_sample, cur_sample)
+    return _ks_sorted(a, b, gap, method)
 
 
 # scipy's ks_2samp is exact up to this sample size (method="auto"), asymptotic beyond.
@@ -202,7 +207,49 @@ def _ecdfs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pooled, gap
 
 
-def _ks_sorted(a: np.ndarray, b: np.ndarray, gap: np.ndarray, method: str = "auto") -> KSResult:
+def _sorted_gap(
+    ref_sample: ArrayLike, cur_sample: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Both samples sorted, and their :func:`_gap_stats` (None for an empty sample).
+
+    Samples that come sorted (a profile's sample, a window's reservoir) are not sorted
+    again when the native merge takes them: it checks the order itself, in a fraction of
+    what ``np.sort`` spends on an already sorted array (~50 µs at 5,000 values).
+    """
+    a = np.asarray(ref_sample, dtype=np.float64)
+    b = np.asarray(cur_sample, dtype=np.float64)
+    if driftline_native is not None and a.ndim == b.ndim == 1:
+        found = driftline_native.ecdf_gap_stats(a.tobytes(), b.tobytes())
+        if found is not None:
+            return a, b, found
+    a, b = np.sort(a), np.sort(b)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("KS needs two non-empty samples")
+    return a, b, _gap_stats(a, b)
+
+
+def _gap_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """``(max, min, integral of |gap|)`` of the ECDF gap of :func:`_ecdfs` (``a`` and
+    ``b`` sorted, non-empty): the KS statistic's two sides and the unnormed Wasserstein-1
+    distance.
+
+    The native extension (``driftline_native.ecdf_gap_stats``) counts them in one pass
+    over the merge, ~15x faster than numpy at 5,000 vs 2,000 values; the same max and min
+    (the same float operations on the same counts), the integral summed in another order
+    (equal within rounding, ~1e-16 relative). Samples it does not take (NaN or infinite
+    values) go through numpy.
+    """
+    if driftline_native is not None:
+        found = driftline_native.ecdf_gap_stats(a.tobytes(), b.tobytes())
+        if found is not None:
+            return found
+    pooled, gap = _ecdfs(a, b)
+    return float(gap.max()), float(gap.min()), float(np.dot(np.abs(gap[:-1]), np.diff(pooled)))
+
+
+def _ks_sorted(
+    a: np.ndarray, b: np.ndarray, gap: tuple[float, float, float], method: str = "auto"
+) -> KSResult:
     n1, n2 = a.size, b.size
     if min(n1, n2) == 0:
         raise ValueError("KS needs two non-empty samples")
@@ -218,7 +265,7 @@ def _ks_sorted(a: np.ndarray, b: np.ndarray, gap: np.ndarray, method: str = "aut
         return KSResult(float(res.statistic), float(res.pvalue))
     # Asymptotic (large samples, or asked for): scipy's branch (Smirnov's distribution),
     # on our gap.
-    d = float(max(gap.max(), min(max(-gap.min(), 0.0), 1.0)))
+    d = float(max(gap[0], min(max(-gap[1], 0.0), 1.0)))
     m, n = max(n1, n2), min(n1, n2)
     en = float(m) * float(n) / (float(m) + float(n))
     p = float(np.clip(kstwo_sf(d, float(np.round(en))), 0.0, 1.0))
@@ -246,7 +293,71 @@ def kstwo_sf(d: float, n: float) -> float:
         nxsquared = t * d
         if 1.0 < t < n - 1 and 2.2 <= nxsquared < 370.0:
             return float(np.clip(2.0 * _smirnov_series(n, d), 0.0, 1.0))
+        if 1.0 < t < n - 1 and nxsquared < 2.2 and not (n <= 100_000 and n * d**1.5 <= 1.4):
+            # scipy's 1 - Pelz-Good CDF (an undrifted feature's p-value between two
+            # reservoirs): its formula in float scalars, not numpy arrays of four.
+            return min(max(1.0 - _pelz_good_cdf(n, d), 0.0), 1.0)
     return float(_stats.distributions.kstwo.sf(d, n))
+
+
+_PI_SQUARED = math.pi**2
+_PI_FOUR = math.pi**4
+_PI_SIX = math.pi**6
+_SQRT2PI = math.sqrt(2 * math.pi)
+_SQRT3 = math.sqrt(3)
+
+
+def _pelz_good_cdf(n: float, x: float) -> float:
+    """P(D_n <= x) by the Pelz-Good approximation, as ``scipy.stats._ksstats`` computes
+    it (``_kolmogn_PelzGood``, the branch ``kstwo.sf`` takes for ``n > 140``,
+    ``n x² < 2.2`` and ``n x^1.5 > 1.4``): the same terms in the same order, in Python
+    floats instead of arrays of four (~100 µs a call there, a few here). Only for ``x``
+    in (0, 1) with ``sqrt(n) x`` above ~0.042 (scipy's cut-off to 0), which that branch
+    guarantees.
+
+    References
+    ----------
+    .. [1] W. Pelz and I. J. Good, "Approximating the lower tail-areas of the
+       Kolmogorov-Smirnov one-sample statistic", J. Roy. Statist. Soc. B 38 (1976)
+       152-156.
+    """
+    z = math.sqrt(n) * x
+    zsquared, zthree, zfour, zsix = z**2, z**3, z**4, z**6
+    q = math.exp(-_PI_SQUARED / 8 / zsquared)
+    k1a = -zsquared
+    k1b = _PI_SQUARED / 4
+    k2a = 6 * zsix + 2 * zfour
+    k2b = (2 * zfour - 5 * zsquared) * _PI_SQUARED / 4
+    k2c = _PI_FOUR * (1 - 2 * zsquared) / 16
+    k3d = _PI_SIX * (5 - 30 * zsquared) / 64
+    k3c = _PI_FOUR * (-60 * zsquared + 212 * zfour) / 16
+    k3b = _PI_SQUARED * (135 * zfour - 96 * zsix) / 4
+    k3a = -30 * zsix - 90 * z**8
+    k0 = k1 = k2 = k3 = 0.0
+    maxk = math.ceil(16 * z / math.pi)
+    for k in range(maxk, 0, -1):  # Horner: sum of c_i q^(i^2) over odd i
+        m = 2 * k - 1
+        msquared, mfour, msix = float(m**2), float(m**4), float(m**6)
+        qpower = q ** float(8 * k)
+        k0 = k0 * qpower + 1.0
+        k1 = k1 * qpower + (k1a + k1b * msquared)
+        k2 = k2 * qpower + (k2a + k2b * msquared + k2c * mfour)
+        k3 = k3 * qpower + (k3a + k3b * msquared + k3c * mfour + k3d * msix)
+    k0, k1, k2, k3 = (v * q * _SQRT2PI for v in (k0, k1, k2, k3))
+    k0, k1, k2, k3 = k0 / z, k1 / (6 * zfour), k2 / (72 * z**7), k3 / (6480 * z**10)
+    # the sum over all integers k: K_2's pi^2 k^2 q^(k^2), K_3's (3 pi^2 k^2 z^2 - pi^4 k^4) q^(k^2)
+    q = math.exp(-_PI_SQUARED / 2 / zsquared)
+    sqrt3z = _SQRT3 * z
+    k2extra = k3extra = 0.0
+    for k in range(maxk, 0, -1):
+        ksquared = float(k * k)
+        qpower = q**ksquared
+        kspi = math.pi * k
+        k2extra += ksquared * qpower
+        k3extra += (sqrt3z + kspi) * (sqrt3z - kspi) * ksquared * qpower
+    k2 += k2extra * (_PI_SQUARED * _SQRT2PI / (-36 * zthree))
+    k3 += k3extra * (_PI_SQUARED * _SQRT2PI / (216 * zsix))
+    return k0 + k1 / n**0.5 + k2 / n + k3 / n**1.5
 
 
 def _smirnov_series(n: float, d: float) -> float:
@@ -288,17 +399,13 @@ def ks_and_wasserstein(
     halves the work of a numeric column's drift report.
     """
     _check_ks_method(method)
-    a = np.sort(np.asarray(ref_sample, dtype=np.float64))
-    b = np.sort(np.asarray(cur_sample, dtype=np.float64))
-    pooled, gap = _ecdfs(a, b)
-    return _ks_sorted(a, b, gap, method), _wasserstein_from_gap(pooled, gap, ref_std, min_std)
+    a, b, gap = _sorted_gap(ref_sample, cur_sample)
+    return _ks_sorted(a, b, gap, method), _normed(gap[2], ref_std, min_std)
 
 
-def _wasserstein_from_gap(
-    pooled: np.ndarray, gap: np.ndarray, ref_std: float, min_std: float
-) -> float:
-    # W1 = integral of |F_a - F_b|: the ECDF gap is constant between pooled points.
-    distance = float(np.dot(np.abs(gap[:-1]), np.diff(pooled)))
+def _normed(distance: float, ref_std: float, min_std: float) -> float:
+    # W1 = integral of |F_a - F_b| (the ECDF gap is constant between pooled points),
+    # divided by the reference's std (floored).
     return distance / max(float(ref_std), min_std)
 
 
@@ -453,9 +560,6 @@ def wasserstein(
        describing large systems of automata", Problemy Peredachi Informatsii 5 (1969).
 
     """
-    a = np.sort(np.asarray(ref_sample, dtype=np.float64))
-    b = np.sort(np.asarray(cur_sample, dtype=np.float64))
-    if a.size == 0 or b.size == 0:
+    if np.size(ref_sample) == 0 or np.size(cur_sample) == 0:
         raise ValueError("Wasserstein needs two non-empty samples")
-    pooled, gap = _ecdfs(a, b)
-    return _wasserstein_from_gap(pooled, gap, ref_std, min_std)
+    return _normed(_sorted_gap(ref_sample, cur_sample)[2][2], ref_std, min_std)

@@ -18,6 +18,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 mod avro;
 mod columns;
 mod dedup;
+mod ecdf;
 mod hashing;
 mod native_format;
 mod rowbinary;
@@ -492,6 +493,15 @@ fn blake2b_concat<'py>(
     bytes_or_none(py, guard(|| hashing::digests(ids, size)))
 }
 
+/// `(max, min, integral of |gap|)` of the gap between the ECDFs of two sorted samples of
+/// finite float64s (`ndarray.tobytes()`), for the two-sample KS statistic and the
+/// Wasserstein distance (`detectors.stats`); None for anything else (empty, unsorted,
+/// NaN or infinite values), and the numpy path computes it.
+#[pyfunction]
+fn ecdf_gap_stats(a: &[u8], b: &[u8]) -> Option<(f64, f64, f64)> {
+    guard(|| ecdf::gap_stats(a, b))
+}
+
 /// `blake2b(id.encode(), digest_size=size).digest()` of each id, one `bytes` per id
 /// (the duplicate filter's keys); None as for `blake2b_concat`.
 #[pyfunction]
@@ -627,6 +637,7 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rowbinary_labels, m)?)?;
     m.add_function(wrap_pyfunction!(rowbinary_to_native, m)?)?;
     m.add_function(wrap_pyfunction!(blake2b_concat, m)?)?;
+    m.add_function(wrap_pyfunction!(ecdf_gap_stats, m)?)?;
     m.add_function(wrap_pyfunction!(blake2b_each, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_predictions, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_labels, m)?)?;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import driftline_native
 import numpy as np
 import pytest
 import scipy.stats
@@ -12,11 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial import distance
+from scipy.stats import _ksstats
 
 from detectors.stats import (
     Chi2Result,
     KSResult,
     _ecdfs,
+    _gap_stats,
+    _pelz_good_cdf,
     chi2,
     cramers_v,
     jensenshannon,
@@ -106,6 +110,62 @@ def test_ecdf_gaps_counted_by_merging_equal_the_binary_searches(
     expected -= np.searchsorted(b, expected_pooled, side="right") / b.size
     assert pooled.tobytes() == expected_pooled.tobytes()
     assert gap.tobytes() == expected.tobytes()
+
+
+@given(samples, samples)
+@settings(max_examples=200, deadline=None)
+def test_native_gap_stats_equal_numpys(ref: np.ndarray, cur: np.ndarray) -> None:
+    """The native merge (``driftline_native.ecdf_gap_stats``) against ``_ecdfs``: the same
+    extremes to the bit, the integral of |gap| within rounding; ties included."""
+    a, b = np.sort(ref), np.sort(cur)
+    pooled, gap = _ecdfs(a, b)
+    found = driftline_native.ecdf_gap_stats(a.tobytes(), b.tobytes())
+    assert found is not None
+    assert found[:2] == (float(gap.max()), float(gap.min()))
+    assert close(found[2], float(np.dot(np.abs(gap[:-1]), np.diff(pooled))))
+    assert _gap_stats(a, b) == found
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([], [1.0]),
+        ([1.0], []),
+        ([2.0, 1.0], [1.0]),  # not sorted
+        ([1.0, np.nan], [1.0]),
+        ([1.0], [-np.inf, 1.0]),
+    ],
+)
+def test_native_gap_stats_refuse_what_numpy_must_handle(a: list[float], b: list[float]) -> None:
+    """Empty, unsorted or non-finite samples are not taken: ``_gap_stats`` falls back to
+    numpy for those."""
+    x, y = np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)
+    assert driftline_native.ecdf_gap_stats(x.tobytes(), y.tobytes()) is None
+    assert driftline_native.ecdf_gap_stats(b"\0" * 7, y.tobytes()) is None  # not 8-byte floats
+    if a and b and a == sorted(a) and b == sorted(b):
+        _pooled, gap = _ecdfs(x, y)
+        assert _gap_stats(x, y)[:2] == (float(gap.max()), float(gap.min()))
+
+
+def test_wasserstein_with_an_infinite_value_is_numpys() -> None:
+    """(Inputs are meant to be clean; an infinite value still gets numpy's answer.)"""
+    a, b = np.array([1.0, np.inf]), np.array([1.0, 2.0])
+    pooled, gap = _ecdfs(a, b)
+    expected = float(np.dot(np.abs(gap[:-1]), np.diff(pooled)))
+    assert wasserstein(a, b, ref_std=1.0) == expected == math.inf
+
+
+@pytest.mark.parametrize("n", [141, 1_429, 2_500, 20_000, 100_000])
+def test_pelz_good_branch_equals_scipy(n: int) -> None:
+    """``kstwo_sf`` sums scipy's Pelz-Good branch (n > 140, n d**1.5 > 1.4, n d**2 < 2.2: an
+    undrifted feature between two reservoirs) in floats: scipy's value within 1e-12."""
+    lo, hi = (1.4 / n) ** (2 / 3), math.sqrt(2.2 / n)
+    for d in np.linspace(lo, hi, 80)[1:-1]:
+        expected = float(scipy.stats.kstwo.sf(d, n))
+        assert 0.0 < expected < 1.0
+        assert abs(kstwo_sf(d, n) - expected) < 1e-12, (n, d)
+        assert kstwo_sf(d, n) == pytest.approx(expected, rel=1e-9)
+        assert abs(_pelz_good_cdf(float(n), float(d)) - _ksstats._kolmogn_PelzGood(n, d)) < 1e-12
 
 
 @pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful")
