@@ -46,6 +46,7 @@ order, and a table touched in a ``stream.take`` batch raises).
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import pickle
@@ -55,7 +56,9 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from itertools import repeat
+from operator import itemgetter
+from typing import Any, Final, cast
 
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
 from schemas.columns import PredictionColumns, join_groups
@@ -109,6 +112,9 @@ _UNKNOWN: Final = -(2**62)  # merge bound of a topic whose position is not known
 # An entry waiting in a task's merge queue:
 # (timestamp ms, rank, offset, record or None, DecodeError or None, payload, message key)
 Entry = tuple[int, int, int, dict[str, Any] | None, DecodeError | None, bytes | None, bytes | None]
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+_BROKER_TIME = itemgetter(1)  # of Message.timestamp(): (type, ms)
 # an output record, its message key (None: from the record) and headers (dead letters)
 Produced = tuple[Emit, bytes | None, list[tuple[str, bytes]] | None]
 
@@ -914,19 +920,98 @@ class KafkaWorker:
             return self._step_batch()
 
     def _step_batch(self) -> int:
-        from confluent_kafka import KafkaError
-
         self._raise_write_failure()
         consumer = self._consumer
         messages = consumer.consume(self.config.batch_size, timeout=self.config.poll_timeout)
         started = time.perf_counter()
+        from confluent_kafka import Message
+
+        if any(map(Message.error, messages)):
+            self._queue_one_by_one(messages)  # (raises a fatal error once the rest is queued)
+        else:
+            self._queue_runs(messages)
+        released = self._release()
+        self._backpressure()
+        if not released:
+            return 0
+        inputs: dict[Topic, list[list[dict[str, Any]] | PredictionColumns]] = defaultdict(list)
+        produced: list[Produced] = []
+        n = 0
+        for task, entries in released:
+            n += self._process(task, entries, inputs, produced)
+        self._write(inputs, produced)
+        self._produce(produced)
+        self.metrics.count_events(n)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return n
+
+    def _queue_runs(self, messages: list[Any]) -> None:
+        """Queue fetched records (no error among them) a run at a time.
+
+        ``consume`` returns each partition's records in runs (a fetch response's batch of
+        one topic-partition), offsets increasing along a run. So the lookups, the
+        fetched-before check and the decoding of the non-prediction records happen per
+        run, and a run's fields are read with ``map`` over the messages, not in a Python
+        loop per record; what is queued, and in which order, is what
+        :meth:`_queue_one_by_one` queues. Predictions are queued undecoded (decoded when
+        processed, a run at a time, into columns when the run is of the common shape:
+        PartitionTask.process); the other records decoded in one call per run.
+        """
+        from confluent_kafka import Message
+
+        tasks, routes = self.tasks, self._routes
+        names = zip(map(Message.topic, messages), map(Message.partition, messages), strict=True)
+        keyed = zip(names, messages, strict=True)
+        for (name, partition), group in itertools.groupby(keyed, key=_FIRST):
+            task = tasks.get(partition)
+            route = routes.get(name)
+            if task is None or route is None:
+                continue
+            topic, rank, schema_name = route
+            run = list(map(_SECOND, group))
+            offsets = cast(list[int], list(map(Message.offset, run)))
+            fetched = task.fetched[topic]
+            if offsets[0] < fetched:  # fetched before (a rewind): ignored, not decoded again
+                keep = []
+                for k, offset in enumerate(offsets):  # (as _queue_one_by_one checks them)
+                    if offset >= fetched:
+                        keep.append(k)
+                        fetched = offset + 1
+                run = [run[k] for k in keep]
+                offsets = [offsets[k] for k in keep]
+                if not run:
+                    continue
+            task.fetched[topic] = offsets[-1] + 1  # (offsets increase along a partition)
+            times = list(map(_BROKER_TIME, map(Message.timestamp, run)))
+            payloads = list(map(Message.value, run))
+            keys = map(Message.key, run)
+            queue = task.queues[topic]
+            if topic is Topic.PREDICTIONS:
+                queue.extend(
+                    zip(times, repeat(rank), offsets, repeat(None), repeat(None), payloads, keys)
+                )
+                continue
+            decoded = self.codec.decode_many_as(schema_name, payloads)
+            queue.extend(
+                (ts, rank, offset, None, result, payload, key)
+                if isinstance(result, DecodeError)
+                else (ts, rank, offset, result, None, payload, key)
+                for ts, offset, result, payload, key in zip(
+                    times, offsets, decoded, payloads, keys, strict=True
+                )
+            )
+
+    def _queue_one_by_one(self, messages: list[Any]) -> None:
+        """Queue fetched records one message at a time (a batch holding an error event).
+
+        Errors are logged and skipped, except a fatal one: the records fetched before it
+        are queued, then it is raised as :class:`ConsumerFailed`.
+        """
+        from confluent_kafka import KafkaError
+
         tasks = self.tasks
         routes = self._routes
-        # Predictions are queued as they come, undecoded: they are decoded when processed,
-        # a run at a time, into columns when the run is of the common shape
-        # (PartitionTask.process). The other records are gathered per schema (one topic
-        # each), decoded in one call per schema, then queued in fetch order:
-        # schema -> [(queue, broker time, rank, offset, payload, key)].
+        # schema -> [(queue, broker time, rank, offset, payload, key)], decoded per schema
         others: dict[str, list[tuple[deque[Entry], int, int, int, Any, Any]]] = {}
         failed: ConsumerFailed | None = None
         for msg in messages:
@@ -947,8 +1032,6 @@ class KafkaWorker:
             if task is None or route is None:
                 continue
             topic, rank, schema_name = route
-            # PartitionTask.push, inlined (once per record); a record fetched before is
-            # ignored before it is decoded again.
             offset = msg.offset()
             fetched = task.fetched
             if offset < fetched[topic]:
@@ -971,20 +1054,6 @@ class KafkaWorker:
                     queue.append((ts, rank, offset, result, None, payload, key))
         if failed is not None:
             raise failed
-        released = self._release()
-        self._backpressure()
-        if not released:
-            return 0
-        inputs: dict[Topic, list[list[dict[str, Any]] | PredictionColumns]] = defaultdict(list)
-        produced: list[Produced] = []
-        n = 0
-        for task, entries in released:
-            n += self._process(task, entries, inputs, produced)
-        self._write(inputs, produced)
-        self._produce(produced)
-        self.metrics.count_events(n)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        return n
 
     def _backpressure(self) -> None:
         """Pause partitions whose records pile up waiting for another topic; resume later."""

@@ -759,3 +759,75 @@ def test_a_failed_store_write_rewinds_the_worker_and_the_result_is_exact(
     assert not thread.is_alive()
     assert FailsOnce.calls > 8 and worker.metrics.store_errors._value.get() == 1
     assert_store_equals(chdb_client, database, reference)
+
+
+def test_queueing_a_batch_by_runs_equals_queueing_it_message_by_message(
+    data: dict[str, list[dict]],
+) -> None:
+    """The worker queues a fetched batch a topic-partition run at a time (``_queue_runs``);
+    a batch holding an error event goes message by message (``_queue_one_by_one``). The
+    same entries, in the same order, either way: predictions undecoded, labels decoded (an
+    undecodable one carries its DecodeError), records fetched before (a rewind) ignored,
+    unknown partitions and topics skipped. Real ``confluent_kafka.Message`` objects, no
+    broker needed."""
+    from confluent_kafka import Message
+
+    from streams.kafka_runtime import _RANK, KafkaWorker
+
+    codec = AvroCodec()
+    names = TopicNames(prefix="q-")
+    preds = [codec.encode("prediction", p) for p in data["predictions"][:30]]
+    label = {"prediction_id": "p1", "model_name": "churn", "label": "yes", "timestamp": T0}
+    labels = [codec.encode("label", {**label, "prediction_id": f"p{i}"}) for i in range(6)]
+    labels[3] = b"\x00broken"
+
+    def msg(topic: Topic | str, partition: int, offset: int, value: bytes | None) -> Message:
+        name = names.name(topic) if isinstance(topic, Topic) else topic
+        return Message(
+            topic=name,
+            partition=partition,
+            offset=offset,
+            key=b"churn",
+            value=value,
+            timestamp=(1, T0 + offset),
+        )
+
+    batch = [
+        *(msg(Topic.PREDICTIONS, 0, 5 + i, p) for i, p in enumerate(preds[:10])),  # 5..7 refetched
+        *(msg(Topic.LABELS, 1, i, v) for i, v in enumerate(labels)),
+        *(msg(Topic.PREDICTIONS, 1, 20 + i, p) for i, p in enumerate(preds[10:25])),
+        *(msg(Topic.PREDICTIONS, 9, i, p) for i, p in enumerate(preds[25:])),  # not assigned
+        msg("someone-elses-topic", 0, 0, b"x"),
+        *(msg(Topic.LABELS, 0, 40 + i, v) for i, v in enumerate(labels[:2])),
+        msg(Topic.PREDICTIONS, 1, 35, None),  # a tombstone: queued, a dead letter when processed
+    ]
+    config = processor_config(load_settings())
+
+    def queued(method: str) -> dict[int, dict[Topic, list[tuple]]]:
+        worker = object.__new__(KafkaWorker)  # only what queueing reads: tasks, routes, codec
+        worker.codec = codec
+        worker._routes = {names.name(t): (t, _RANK[t], t.schema_name) for t in _RANK}
+        worker.tasks = {p: PartitionTask(p, config, {}) for p in (0, 1)}
+        worker.tasks[0].fetched[Topic.PREDICTIONS] = 8
+        getattr(worker, method)(batch)
+        out = {
+            p: {
+                t: [(*e[:4], e[4] and str(e[4]), *e[5:]) for e in q] for t, q in task.queues.items()
+            }
+            for p, task in worker.tasks.items()
+        }  # (a DecodeError compared by its message)
+        for p, task in worker.tasks.items():
+            assert task.fetched[Topic.PREDICTIONS] == {0: 15, 1: 36}[p]
+        return out
+
+    by_runs, one_by_one = queued("_queue_runs"), queued("_queue_one_by_one")
+    assert by_runs == one_by_one
+    p0, p1 = by_runs[0], by_runs[1]
+    assert [e[2] for e in p0[Topic.PREDICTIONS]] == list(range(8, 15))
+    assert all(e[3] is None and e[4] is None for e in p0[Topic.PREDICTIONS])
+    assert [e[2] for e in p1[Topic.PREDICTIONS]] == [*range(20, 35), 35]
+    assert [e[0] for e in p1[Topic.LABELS]] == [T0 + i for i in range(6)]
+    assert [e[4] is None for e in p1[Topic.LABELS]] == [True, True, True, False, True, True]
+    assert "Schema Registry framing" in p1[Topic.LABELS][3][4]  # (b"\x00" + garbage)
+    assert p1[Topic.LABELS][0][3]["prediction_id"] == "p0"
+    assert [e[2] for e in p0[Topic.LABELS]] == [40, 41]
