@@ -19,7 +19,7 @@ import itertools
 import math
 import operator
 import pickle
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,7 +37,8 @@ _PENDING = operator.itemgetter("model_name", "model_version", "timestamp", "pred
 _LABEL = operator.itemgetter("label")
 _TIMESTAMP = operator.itemgetter("timestamp")
 _MODEL_NAME = operator.itemgetter("model_name")
-_MODEL_KEY = operator.itemgetter(0, 1)  # of a pending prediction: (model, version)
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
 _PENDING_TIME = operator.itemgetter(2)
 _PENDING_PREDICTION = operator.itemgetter(3)
 _SAFE_MS = 1 << 61  # times a run's int64 arithmetic handles without overflow (± ~73M years)
@@ -368,13 +369,13 @@ class LabelJoinProcessor:
         """Keep predictions waiting for their labels (ids, (model, version, ts, prediction)
         each, the newest ts); a repeated id moves to the end with its new value."""
         pending = self._predictions
-        if pending.keys().isdisjoint(pids) and len(set(pids)) == len(pids):
-            pending.update(zip(pids, pending_values, strict=True))  # all new: appended in order
-        else:
-            for pid, value in zip(pids, pending_values, strict=True):
-                if pid in pending:
-                    pending.move_to_end(pid)
-                pending[pid] = value
+        size = len(pending)
+        pending.update(zip(pids, pending_values, strict=True))  # new ids appended in order
+        if len(pending) != size + len(pids):
+            # A repeated or already waiting id kept its place: each moves to the end, the
+            # last occurrence deciding (its value is the last one already): the order a
+            # loop of `move_to_end` + set gives.
+            deque(map(pending.move_to_end, pids), maxlen=0)
         self._see(newest)
 
     def _on_labels(self, records: list[dict]) -> list[Emit]:
@@ -433,10 +434,10 @@ class LabelJoinProcessor:
             if waiting == 0:
                 return 0
             del pids[waiting:], labels[waiting:], times[waiting:], preds[waiting:]
-        keys = set(map(_MODEL_KEY, preds))
-        if len(keys) != 1:
+        models, versions = set(map(_FIRST, preds)), set(map(_SECOND, preds))  # (no tuple each)
+        if len(models) != 1 or len(versions) != 1:
             return 0
-        key = keys.pop()
+        key = (models.pop(), versions.pop())
         state = self._models.get(key)
         if state is None or state.task != "classification" or state.closed_until_ms is None:
             return 0
@@ -484,8 +485,7 @@ class LabelJoinProcessor:
         their windows and the detector, in order: what _add_joined does for each, without
         closing windows."""
         pending = self._predictions
-        for pid in pids:
-            del pending[pid]
+        deque(map(pending.__delitem__, pids), maxlen=0)  # (each del, at C speed)
         predicted = list(map(_PENDING_PREDICTION, preds))
         if set(map(type, predicted)) != {str}:
             predicted = list(map(_class, predicted))
