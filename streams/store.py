@@ -257,6 +257,9 @@ class ClickHouseStore:
         self.raw_ttl_days = _check_ttl(raw_ttl_days)
         self._owns_client = False
         self._closed = False
+        # table -> its columns' ClickHouse types (COLUMNS[table] order), read once: without
+        # them every insert asks the server first (a DESCRIBE-like query per insert)
+        self._column_types: dict[str, Sequence[Any]] = {}
 
     # ------------------------------------------------------------------ opening, closing
 
@@ -439,6 +442,7 @@ class ClickHouseStore:
                 f"driftline knows ({latest}); upgrade driftline"
             )
         applied = []
+        self._column_types.clear()  # (a migration may change them)
         for migration in MIGRATIONS:
             if migration.version <= current:
                 continue
@@ -536,9 +540,23 @@ class ClickHouseStore:
         inserted = 0
         for table, rows in batches.items():
             with self._failures(f"writing {len(rows)} rows of {topic} to {table}"):
-                self._client.insert(
-                    table, rows, column_names=COLUMNS[table], database=self.database
-                )
+                types = self._column_types.get(table)
+                if types is None:
+                    context = self._client.create_insert_context(
+                        table, COLUMNS[table], database=self.database
+                    )
+                    types = self._column_types[table] = list(context.column_types)
+                try:
+                    self._client.insert(
+                        table,
+                        rows,
+                        column_names=COLUMNS[table],
+                        database=self.database,
+                        column_types=types,
+                    )
+                except Exception:
+                    self._column_types.pop(table, None)  # (read again next time)
+                    raise
             inserted += len(rows)
         return inserted
 

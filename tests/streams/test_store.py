@@ -6,6 +6,7 @@ Every test uses the session's engine (``chdb_client``) and a database of its own
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -696,3 +697,31 @@ except StoreError as exc:
     result = run_python(code)
     assert "StoreError: cannot open the embedded ClickHouse" in result.stdout, result.stderr
     assert "another process probably holds it" in result.stdout
+
+
+def test_column_types_are_read_once_per_table_and_again_after_a_migration(
+    store: ClickHouseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Output tables are inserted with their column types known: the first insert into a
+    table reads them (``create_insert_context`` asks ClickHouse), later ones do not; a
+    migration forgets them. Every batch is stored either way."""
+    client = store._client
+    asked: list[str] = []
+    real = client.create_insert_context
+
+    def spy(table: str, *args: Any, **kwargs: Any) -> Any:
+        call = inspect.signature(real).bind(table, *args, **kwargs).arguments
+        if call.get("column_types") is None and call.get("column_type_names") is None:
+            asked.append(table)  # (types unknown: clickhouse-connect asks the server)
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(client, "create_insert_context", spy)
+    metrics = sample_batches()[Topic.DRIFT_METRICS]
+    for i in range(3):
+        batch = [{**m, "model_version": f"v{i}"} for m in metrics]  # (distinct rows)
+        assert store.write(Topic.DRIFT_METRICS, batch) == len(metrics)
+    assert asked == ["drift_metrics"]
+    store.migrate()
+    store.write(Topic.DRIFT_METRICS, [{**metrics[0], "model_version": "after-migrate"}])
+    assert asked == ["drift_metrics", "drift_metrics"]
+    assert store.counts()["drift_metrics"] == 3 * len(metrics) + 1
