@@ -24,8 +24,6 @@ struct Columns<'a> {
     version: &'a str,
     timestamps: Vec<u8>,
     names: Vec<&'a str>,
-    /// event-major while decoding: event i's values at `i * names.len()..`
-    values: Vec<f64>,
     predictions: Vec<Prediction<'a>>,
     rows: Vec<u8>,
 }
@@ -97,7 +95,6 @@ fn event<'a>(
                 return None;
             }
             let value = r.finite()?;
-            c.values.push(value);
             entries.push((name, value));
             j += 1;
         }
@@ -206,30 +203,31 @@ pub fn predictions<'py>(
         version: "",
         timestamps: Vec::with_capacity(n * 8),
         names: Vec::new(),
-        values: Vec::new(),
         predictions: Vec::with_capacity(n),
         rows: Vec::new(),
     };
     let mut entries = Vec::new();
+    // feature-major from the start: feature j's value of event i at j * n + i (one
+    // buffer, written once, copied once into the bytes object)
+    let mut by_feature: Vec<f64> = Vec::new();
     for (i, b) in held.iter().enumerate() {
         let mut r = Reader::new(b.as_bytes(), header.len())?;
         event(&mut c, &mut r, i == 0, &mut entries)?;
         if i == 0 {
-            c.values.reserve(c.names.len() * n);
+            by_feature = vec![0f64; c.names.len() * n];
             c.rows.reserve(c.rows.len() * n);
         }
-    }
-    let k = c.names.len();
-    let mut by_feature = vec![0f64; k * n];
-    for (i, row) in c.values.chunks_exact(k.max(1)).enumerate().take(n) {
-        for (j, v) in row.iter().enumerate() {
-            by_feature[j * n + i] = *v;
+        for (j, &(_, v)) in entries.iter().enumerate() {
+            *by_feature.get_mut(j * n + i)? = v;
         }
     }
-    let mut values = Vec::with_capacity(k * n * 8);
-    for v in &by_feature {
-        values.extend_from_slice(&v.to_le_bytes());
-    }
+    let values = PyBytes::new_with(py, by_feature.len() * 8, |buf| {
+        for (chunk, v) in buf.chunks_exact_mut(8).zip(&by_feature) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        Ok(())
+    })
+    .ok()?;
     let mut repeated = |s: &str| match cache.as_deref_mut() {
         Some(cache) => cache.get(py, s),
         None => PyString::new(py, s),
@@ -251,7 +249,7 @@ pub fn predictions<'py>(
         version.into_any(),
         PyBytes::new(py, &c.timestamps).into_any(),
         names.into_any(),
-        PyBytes::new(py, &values).into_any(),
+        values.into_any(),
         predictions.into_any(),
         PyBytes::new(py, &c.rows).into_any(),
     ];
