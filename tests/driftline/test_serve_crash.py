@@ -119,7 +119,9 @@ def test_sigkill_mid_stream_then_restart_equals_uninterrupted_run(tmp_path) -> N
     url = f"http://127.0.0.1:{port}"
     proc = start(tmp_path / "run", port)
     ApiClient(url).register("churn", "1", prof)
-    publisher = threading.Thread(target=publish_all, args=(url, events, labels, 0.05))
+    # paced so that a checkpoint (every 0.3 s, but at most 5% of the time: 19x its own
+    # duration apart, ~1 s on a slow machine) falls well before the stream ends
+    publisher = threading.Thread(target=publish_all, args=(url, events, labels, 0.15))
     publisher.start()
     deadline = time.monotonic() + 120
     while events_in(url) < len(events) // 3:
