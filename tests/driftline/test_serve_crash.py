@@ -118,23 +118,25 @@ def test_sigkill_mid_stream_then_restart_equals_uninterrupted_run(tmp_path) -> N
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start(tmp_path / "run", port)
-    ApiClient(url).register("churn", "1", prof)
-    # paced so that a checkpoint (every 0.3 s, but at most 5% of the time: 19x its own
-    # duration apart, ~1 s on a slow machine) falls well before the stream ends
-    publisher = threading.Thread(target=publish_all, args=(url, events, labels, 0.15))
-    publisher.start()
-    deadline = time.monotonic() + 120
-    while events_in(url) < len(events) // 3:
-        assert time.monotonic() < deadline and publisher.is_alive()
-        time.sleep(0.05)
-    # killed once a checkpoint written since then covers part of the stream
-    third_in = time.time()
-    checkpoint = tmp_path / "run" / "runtime" / "checkpoint"
-    while not checkpoint.exists() or checkpoint.stat().st_mtime <= third_in:
-        assert time.monotonic() < deadline and publisher.is_alive()
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    try:
+        ApiClient(url).register("churn", "1", prof)
+        # paced so that a checkpoint (every 0.3 s, but at most 5% of the time: 19x its own
+        # duration apart, ~1 s on a slow machine) falls well before the stream ends
+        publisher = threading.Thread(target=publish_all, args=(url, events, labels, 0.15))
+        publisher.start()
+        deadline = time.monotonic() + 120
+        while events_in(url) < len(events) // 3:
+            assert time.monotonic() < deadline and publisher.is_alive()
+            time.sleep(0.05)
+        # killed once a checkpoint written since then covers part of the stream
+        third_in = time.time()
+        checkpoint = tmp_path / "run" / "runtime" / "checkpoint"
+        while not checkpoint.exists() or checkpoint.stat().st_mtime <= third_in:
+            assert time.monotonic() < deadline and publisher.is_alive()
+            time.sleep(0.02)
+    finally:  # (killed here in any case: a failed wait must not leave the server running)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
     killed_at = len(events) // 3
     proc = start(tmp_path / "run", port)  # same data dir and port: resumes from its checkpoint
     try:
