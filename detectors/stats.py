@@ -210,7 +210,7 @@ def _ecdfs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _sorted_gap(
     ref_sample: ArrayLike, cur_sample: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """Both samples sorted, and their :func:`_gap_stats` (None for an empty sample).
+    """Both samples sorted, and their :func:`_gap_stats`; ValueError for an empty sample.
 
     Samples that come sorted (a profile's sample, a window's reservoir) are not sorted
     again when the native merge takes them: it checks the order itself, in a fraction of
@@ -234,10 +234,10 @@ def _gap_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     distance.
 
     The native extension (``driftline_native.ecdf_gap_stats``) counts them in one pass
-    over the merge, ~15x faster than numpy at 5,000 vs 2,000 values; the same max and min
-    (the same float operations on the same counts), the integral summed in another order
-    (equal within rounding, ~1e-16 relative). Samples it does not take (NaN or infinite
-    values) go through numpy.
+    over the merge, ~4x faster than numpy at 5,000 vs 2,000 values (~60 against ~260 µs):
+    the same max and min (the same float operations on the same counts), the integral
+    summed in another order (equal within rounding, ~1e-16 relative). Samples it does not
+    take (NaN or infinite values) go through numpy.
     """
     if driftline_native is not None:
         found = driftline_native.ecdf_gap_stats(a.tobytes(), b.tobytes())
@@ -250,9 +250,7 @@ def _gap_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 def _ks_sorted(
     a: np.ndarray, b: np.ndarray, gap: tuple[float, float, float], method: str = "auto"
 ) -> KSResult:
-    n1, n2 = a.size, b.size
-    if min(n1, n2) == 0:
-        raise ValueError("KS needs two non-empty samples")
+    n1, n2 = a.size, b.size  # (both non-empty: _sorted_gap checked)
     exact = max(n1, n2) <= _KS_EXACT_MAX_N
     if method == "asymp":
         exact = min(n1, n2) < KS_ASYMP_MIN_N

@@ -39,9 +39,10 @@ pub(crate) fn gap_stats(a: &[u8], b: &[u8]) -> Option<(f64, f64, f64)> {
     let mut area = 0.0f64;
     let mut gap = 0.0f64; // the gap at the last value whose run of equal values ended
     let mut last = f64::min(a[0], b[0]); // the value taken before (the first: no width)
-                                         // One value per step, without data-dependent branches (a merge's branches are
-                                         // mispredicted half the time on random data): ties take `a`'s value first, and the
-                                         // gap counts at the last value of each run of equal values.
+
+    // One value per step, without data-dependent branches (a merge's branches are
+    // mispredicted half the time on random data): ties take `a`'s value first, and the
+    // gap counts at the last value of each run of equal values.
     for _ in 0..na + nb {
         let (x, y) = (a[i], b[j]);
         let take_a = x <= y;
