@@ -8,12 +8,16 @@ measured in the same run on the same topic, and printed — never a pass/fail:
 - ``produce``: the producer's rate, from the first ``produce()`` to the last acknowledgement;
 - ``raw consume`` (the ceiling on this machine): a confluent-kafka consumer that only
   polls (``consume(num_messages=...)``) the predictions topic from its beginning to its end;
+  and the same loop over the predictions and the labels topics together (``CEILING 2``,
+  the ceiling of the worker's events/s: its input is both);
 - ``consume + decode``: the same loop plus ``AvroCodec.decode`` of every message;
 - ``worker``: ONE ``driftline worker`` subprocess (its own data dir and chDB store) started
   on the already-filled topics; timed from the moment it owns its partitions until its
   Prometheus endpoint shows every input record processed (and the step that processed the
   last ones finished: ClickHouse write included). Rate = predictions / that time (the
-  worker handles the labels in the same time too);
+  worker handles the labels in the same time too); and events / that time, events being
+  predictions + labels, against ``CEILING 2`` (like for like: every record the worker
+  consumes counted on both sides);
 - ``latency``: with the worker caught up and running, predictions (and labels for half
   of them) are produced at a steady rate with event time = wall clock; see the printed
   notes for exactly what is measured;
@@ -248,10 +252,12 @@ def produce_all(producer: Any, messages: list[tuple[str, bytes, bytes]]) -> list
     return errors
 
 
-def consume_topic(bootstrap: str, topic: str, *, decode: bool) -> tuple[int, float]:
-    """Read ``topic`` from the beginning to its current end; (messages, seconds)."""
+def consume_topic(bootstrap: str, topic: str | list[str], *, decode: bool) -> tuple[int, float]:
+    """Read ``topic`` (or several topics, in one loop) from the beginning to its current
+    end; (messages, seconds)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+    topics = [topic] if isinstance(topic, str) else list(topic)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -262,15 +268,16 @@ def consume_topic(bootstrap: str, topic: str, *, decode: bool) -> tuple[int, flo
     )
     codec = AvroCodec() if decode else None
     try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        marks = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            for p in partitions
-        }
-        total = sum(high - low for low, high in marks.values())
+        owned = [
+            TopicPartition(name, p)
+            for name in topics
+            for p in consumer.list_topics(name, timeout=30).topics[name].partitions
+        ]
+        marks = [consumer.get_watermark_offsets(tp, timeout=30) for tp in owned]
+        total = sum(high - low for low, high in marks)
         n = 0
         started = time.perf_counter()
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        consumer.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in owned])
         deadline = started + 600
         while n < total:
             messages = consumer.consume(num_messages=5_000, timeout=1.0)
@@ -279,7 +286,7 @@ def consume_topic(bootstrap: str, topic: str, *, decode: bool) -> tuple[int, flo
                     codec.decode(msg.value() or b"")
             n += len(messages)
             if time.perf_counter() > deadline:
-                raise RuntimeError(f"could not read {topic} to its end within 600 s")
+                raise RuntimeError(f"could not read {', '.join(topics)} to the end within 600 s")
         seconds = time.perf_counter() - started
         return n, seconds
     finally:
@@ -744,13 +751,22 @@ def main() -> int:
         produce_rate = (args.events + n_labels) / produce_seconds
 
         topic = names.name(Topic.PREDICTIONS)
-        raw = []
+        inputs = [topic, names.name(Topic.LABELS)]
+        raw, raw_inputs = [], []
         for _ in range(2):  # best of three (a third after the worker): the ceiling should not
             # be lowered by a noisy moment
             n, seconds = consume_topic(bootstrap, topic, decode=False)
             if n != args.events:
                 raise RuntimeError(f"raw consume read {n} messages, expected {args.events}")
             raw.append(n / seconds)
+            # the worker's whole input, predictions and labels, read by the same loop: the
+            # like-for-like ceiling of its events/s (predictions + labels)
+            n, seconds = consume_topic(bootstrap, inputs, decode=False)
+            if n != args.events + n_labels:
+                raise RuntimeError(
+                    f"raw consume read {n} messages, expected {args.events + n_labels}"
+                )
+            raw_inputs.append(n / seconds)
         ceiling = max(raw)
         n, seconds = consume_topic(bootstrap, topic, decode=True)
         decode_rate = n / seconds
@@ -778,6 +794,9 @@ def main() -> int:
         n, seconds = consume_topic(bootstrap, topic, decode=False)
         raw.append(n / seconds)
         ceiling = max(raw)
+        n, seconds = consume_topic(bootstrap, inputs, decode=False)
+        raw_inputs.append(n / seconds)
+        inputs_ceiling = max(raw_inputs)
         counts = store_counts(worker.data_dir / "clickhouse")
 
         lat = live["latencies"]
@@ -800,7 +819,16 @@ def main() -> int:
                 f"{worker_rate:,.0f} predictions/s",
                 f"{worker_rate / ceiling:.1%}",
             ),
-            ("  same, all inputs (predictions + labels)", f"{inputs_rate:,.0f} records/s", ""),
+            (
+                "raw consume, predictions + labels topics (CEILING 2)",
+                f"{inputs_ceiling:,.0f} msg/s",
+                "100%",
+            ),
+            (
+                "worker end-to-end, events (predictions + labels)",
+                f"{inputs_rate:,.0f} events/s",
+                f"{inputs_rate / inputs_ceiling:.1%} of ceiling 2",
+            ),
             (
                 "  worker CPU (all threads) per prediction",
                 f"{phase1['cpu'] / args.events * 1e6:,.1f} us",
