@@ -164,6 +164,38 @@ fn event<'a>(
     r.at_end().then_some(())
 }
 
+/// The columns of the batch and its feature values, feature-major (feature `j`'s value
+/// of event `i` at `j * n + i`); `None` unless every event has the common shape. Pure
+/// Rust: runs without the GIL.
+fn decode<'a>(payloads: &[&'a [u8]], skip: usize) -> Option<(Columns<'a>, Vec<f64>)> {
+    let n = payloads.len();
+    let mut c = Columns {
+        ids: Vec::with_capacity(n),
+        model: "",
+        version: "",
+        timestamps: Vec::with_capacity(n * 8),
+        names: Vec::new(),
+        predictions: Vec::with_capacity(n),
+        rows: Vec::new(),
+    };
+    let mut entries = Vec::new();
+    // feature-major from the start: one buffer, written once, copied once into the bytes
+    // object
+    let mut by_feature: Vec<f64> = Vec::new();
+    for (i, b) in payloads.iter().enumerate() {
+        let mut r = Reader::new(b, skip)?;
+        event(&mut c, &mut r, i == 0, &mut entries)?;
+        if i == 0 {
+            by_feature = vec![0f64; c.names.len() * n];
+            c.rows.reserve(c.rows.len() * n);
+        }
+        for (j, &(_, v)) in entries.iter().enumerate() {
+            *by_feature.get_mut(j * n + i)? = v;
+        }
+    }
+    Some((c, by_feature))
+}
+
 /// `(ids, model_name, model_version, timestamps, names, values, predictions, rows)` of a
 /// batch of `prediction` payloads, or `None` unless every payload is exact `bytes` of at
 /// most `max_len` bytes starting with `header` whose record has the common shape:
@@ -197,30 +229,11 @@ pub fn predictions<'py>(
         }
         held.push(b);
     }
-    let mut c = Columns {
-        ids: Vec::with_capacity(n),
-        model: "",
-        version: "",
-        timestamps: Vec::with_capacity(n * 8),
-        names: Vec::new(),
-        predictions: Vec::with_capacity(n),
-        rows: Vec::new(),
-    };
-    let mut entries = Vec::new();
-    // feature-major from the start: feature j's value of event i at j * n + i (one
-    // buffer, written once, copied once into the bytes object)
-    let mut by_feature: Vec<f64> = Vec::new();
-    for (i, b) in held.iter().enumerate() {
-        let mut r = Reader::new(b.as_bytes(), header.len())?;
-        event(&mut c, &mut r, i == 0, &mut entries)?;
-        if i == 0 {
-            by_feature = vec![0f64; c.names.len() * n];
-            c.rows.reserve(c.rows.len() * n);
-        }
-        for (j, &(_, v)) in entries.iter().enumerate() {
-            *by_feature.get_mut(j * n + i)? = v;
-        }
-    }
+    // The bytes are immutable and held: decoded without the GIL (another thread — the
+    // processing thread behind an API, the store writer behind a worker — runs meanwhile);
+    // only the Python objects below need it.
+    let slices: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
+    let (c, by_feature) = py.detach(|| decode(&slices, header.len()))?;
     let values = PyBytes::new_with(py, by_feature.len() * 8, |buf| {
         for (chunk, v) in buf.chunks_exact_mut(8).zip(&by_feature) {
             chunk.copy_from_slice(&v.to_le_bytes());
