@@ -439,7 +439,10 @@ def main() -> None:
         last_ceiling = bench_decode(sample)
         last_ceiling_2 = bench_decode(sample, label_sample)
         ceiling = max(first_ceiling, last_ceiling)
-        ceiling_2 = max(first_ceiling_2, last_ceiling_2)
+        # (a label decodes faster than a prediction: the mix is not slower per event than
+        # predictions alone, unless the moment was noisy; the higher is kept, never
+        # flattering a path)
+        ceiling_2 = max(first_ceiling_2, last_ceiling_2, ceiling)
         print(
             f"decode only (the ceiling), after: {last_ceiling:,.0f} predictions/s; "
             f"ceiling {ceiling:,.0f} predictions/s ({1e6 / ceiling:.1f} us per prediction)"
