@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from schemas.codec import AvroCodec
 from schemas.topics import Topic
@@ -222,6 +222,13 @@ def produce_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes, bytes |
     assert producer.flush(60) == 0
 
 
+_COORDINATOR_ERRORS = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+)
+
+
 def processed(bootstrap: str, names: TopicNames) -> tuple[int, int]:
     """(committed, end) offsets summed over every input partition of the group."""
     consumer = Consumer(
@@ -245,7 +252,18 @@ def processed(bootstrap: str, names: TopicNames) -> tuple[int, int]:
                 tps.append(TopicPartition(name, p))
         for tp in tps:
             end += consumer.get_watermark_offsets(tp, timeout=10)[1]
-        for tp in consumer.committed(tps, timeout=10):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                offsets = consumer.committed(tps, timeout=10)
+                break
+            except KafkaException as exc:
+                # the group coordinator moving or still loading (right after a broker start
+                # or restart): retriable, asked again
+                if exc.args[0].code() not in _COORDINATOR_ERRORS or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        for tp in offsets:
             committed += max(tp.offset, 0)
         return committed, end
     finally:
