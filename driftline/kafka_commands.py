@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from driftline.errors import UsageError
+from driftline.errors import UsageError, positive_int
 
 
 class RuntimeFailure(UsageError):
@@ -75,6 +75,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         batch_size=args.batch_size,
         order_slack_ms=args.order_slack_ms,
+        merge_bucket_ms=args.merge_bucket_ms,
         create_topics=not args.no_create_topics,
     )
     config.metrics_port = None if args.no_metrics else args.metrics_port
@@ -260,6 +261,8 @@ def _run_faust(args: argparse.Namespace, settings: Any, bootstrap: str) -> int:
         str(settings.checkpoint_interval_seconds),
         "--order-slack-ms",
         str(args.order_slack_ms),
+        "--merge-bucket-ms",
+        str(args.merge_bucket_ms),
         "--log-level",
         args.log_level,
     ]
@@ -317,6 +320,14 @@ def add_kafka_parsers(sub: Any) -> None:
         type=int,
         default=500,
         help="tolerated broker clock lag when merging a partition's topics (default 500)",
+    )
+    worker.add_argument(
+        "--merge-bucket-ms",
+        type=positive_int,
+        default=100,
+        help="granularity of the merge's time: within a bucket a partition's predictions "
+        "are processed before its labels, as one batch each; larger buckets mean bigger "
+        "batches and up to that much more latency for labels (default 100; 1: by the ms)",
     )
     worker.add_argument(
         "--no-create-topics", action="store_true", help="do not create missing topics at start"

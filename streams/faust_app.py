@@ -102,6 +102,7 @@ class FaustDriver:
         within: float = 0.05,
         checkpoint_interval: float = 1.0,
         order_slack_ms: int = 500,
+        merge_bucket_ms: int = 100,
         data_dir: Path | None = None,
         pause_per_batch: float = 0.0,
         batching: str = "take",
@@ -117,6 +118,7 @@ class FaustDriver:
         self.within = within
         self.checkpoint_interval = checkpoint_interval
         self.slack = order_slack_ms
+        self.bucket_ms = merge_bucket_ms
         self.data_dir = data_dir
         self.pause_per_batch = pause_per_batch  # tests: slow down to crash mid-stream
         self.batching = batching  # "take": stream.take_events; "events": per event + timer
@@ -299,11 +301,13 @@ class FaustDriver:
             )
             data = direct
         if data:
-            task = PartitionTask.from_snapshot(p, self.processor_config, bytes(data))
+            task = PartitionTask.from_snapshot(
+                p, self.processor_config, bytes(data), bucket_ms=self.bucket_ms
+            )
             log.info("partition %d: restored snapshot at %s", p, _show(task.offsets))
         else:
             start = {t: self._read_watermarks(self.names.name(t), p)[0] for t in INPUT_TOPICS}
-            task = PartitionTask(p, self.processor_config, start)
+            task = PartitionTask(p, self.processor_config, start, bucket_ms=self.bucket_ms)
             log.info("partition %d: no snapshot, starting at %s", p, _show(task.offsets))
         self.tasks[p] = task
         return task
@@ -575,6 +579,8 @@ def _show(offsets: Mapping[Topic, int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from driftline.errors import positive_int
+
     parser = argparse.ArgumentParser(
         prog="python -m streams.faust_app", description=__doc__.split("\n")[0]
     )
@@ -587,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--within", type=float, default=0.05)
     parser.add_argument("--checkpoint-interval", type=float, default=1.0)
     parser.add_argument("--order-slack-ms", type=int, default=500)
+    parser.add_argument("--merge-bucket-ms", type=positive_int, default=100)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
         "--metrics-port", type=int, help="Prometheus endpoint port (0: any; default: none)"
@@ -630,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         within=args.within,
         checkpoint_interval=args.checkpoint_interval,
         order_slack_ms=args.order_slack_ms,
+        merge_bucket_ms=args.merge_bucket_ms,
         data_dir=args.data_dir,
         pause_per_batch=args.pause_per_batch,
         batching=args.batching,

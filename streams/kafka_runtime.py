@@ -149,6 +149,11 @@ class WorkerConfig:
         How far (ms) a broker's clock may be behind this worker's: a topic counts as
         caught up to time *t* only when its high watermark was read after ``t + slack``.
         Records wait at least this long when another input topic of their partition is idle.
+    merge_bucket_ms
+        Granularity of the merge's time (``PartitionTask``'s ``bucket_ms``): within a
+        bucket a partition's predictions are processed before its labels, as one batch
+        each. Larger: bigger batches (live traffic spreads a partition's records over
+        many milliseconds), labels held back up to this much longer.
     worker_id
         Stable identity of this worker (``group.instance.id``: static membership, so a
         restarted worker gets its partitions back without waiting for a session timeout);
@@ -183,6 +188,7 @@ class WorkerConfig:
     poll_timeout: float = 0.1
     checkpoint_interval: float = 5.0
     order_slack_ms: int = 500
+    merge_bucket_ms: int = 100
     worker_id: str | None = None
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = 9464
@@ -308,11 +314,29 @@ class PartitionTask:
         Processor configuration.
     offsets
         Next offset to process, per input topic.
+    bucket_ms
+        Granularity (ms) of the merge's time: records are processed in the order of
+        (broker time rounded down to a multiple of ``bucket_ms``, topic rank, offset), so
+        within a bucket a partition's registrations come first, then its predictions, its
+        labels, its acks — as runs of one topic, which the processors take as batches.
+        1 orders by the millisecond (live traffic then gives runs of a record or two, each
+        paying the processors' fixed per-batch cost); larger buckets give larger runs and
+        hold a record back up to ``bucket_ms`` longer for the topics ranked before it.
     """
 
-    def __init__(self, partition: int, config: ProcessorConfig, offsets: Mapping[Topic, int]):
+    def __init__(
+        self,
+        partition: int,
+        config: ProcessorConfig,
+        offsets: Mapping[Topic, int],
+        *,
+        bucket_ms: int = 1,
+    ):
+        if bucket_ms < 1:
+            raise ValueError(f"bucket_ms must be at least 1, got {bucket_ms}")
         self.partition = partition
         self.config = config
+        self.bucket_ms = int(bucket_ms)
         self.processors = build_processors(config)
         self.dedup = Deduplicator()
         self.offsets: dict[Topic, int] = {t: int(offsets.get(t, 0)) for t in INPUT_TOPICS}
@@ -343,7 +367,9 @@ class PartitionTask:
         )
 
     @classmethod
-    def from_snapshot(cls, partition: int, config: ProcessorConfig, data: bytes) -> PartitionTask:
+    def from_snapshot(
+        cls, partition: int, config: ProcessorConfig, data: bytes, *, bucket_ms: int = 1
+    ) -> PartitionTask:
         """A task restored from :meth:`snapshot`; it resumes at the offsets it covers."""
         state = pickle.loads(data)
         if state.get("version") != _SNAPSHOT_VERSION:
@@ -356,7 +382,12 @@ class PartitionTask:
                 f"the state topic's partition {partition} holds partition "
                 f"{state['partition']}'s snapshot; was the state topic repartitioned?"
             )
-        task = cls(partition, config, {Topic(t): o for t, o in state["offsets"].items()})
+        task = cls(
+            partition,
+            config,
+            {Topic(t): o for t, o in state["offsets"].items()},
+            bucket_ms=bucket_ms,
+        )
         for name, blob in state["processors"].items():
             task.processors[name].restore(blob)
         task.dedup = Deduplicator.from_state(state["dedup"])
@@ -459,54 +490,73 @@ class PartitionTask:
     def release(self, slack_ms: int) -> list[tuple[Topic, Entry]]:
         """Take the records whose place in the merged order is settled, in that order.
 
-        Afterwards :attr:`blocked` maps each empty topic that held the merge back to the
-        time of the record waiting for it (a fresh high watermark may unblock it).
+        The order is that of the keys (time rounded down to :attr:`bucket_ms`, rank,
+        offset), each topic's records taken in offset order. Afterwards :attr:`blocked`
+        maps each empty topic that held the merge back to the latest bound that would
+        still hold it back (a high watermark read after that time plus the slack would
+        not: see :meth:`_bound`).
         """
         out: list[tuple[Topic, Entry]] = []
         self.blocked = {}
         queues = self.queues
+        b = self.bucket_ms
         while True:
             head_topic: Topic | None = None
             head: tuple[int, int, int] | None = None
             for topic, queue in queues.items():
                 if queue:
-                    key = queue[0][:3]
+                    ts, rank, offset = queue[0][:3]
+                    key = (ts - ts % b, rank, offset)
                     if head is None or key < head:
                         head, head_topic = key, topic
             if head_topic is None or head is None:
                 return out
             limit: tuple[int, int, int] | None = None
-            waiting: list[Topic] = []
+            waiting: list[tuple[Topic, int]] = []
             for topic, queue in queues.items():
                 if topic is head_topic:
                     continue
                 if queue:
-                    other = queue[0][:3]
+                    ts, rank, offset = queue[0][:3]
+                    other = (ts - ts % b, rank, offset)
                 else:
+                    # every record still to come on `topic` has a time >= bound, so a key
+                    # above (bound's bucket, the topic's rank, -1)
                     bound = self._bound(topic, slack_ms)
-                    other = (bound, -1, -1)
-                    if bound <= head[0]:
-                        waiting.append(topic)
+                    other = (bound - bound % b, _RANK[topic], -1)
+                    if other < head:
+                        # the latest bound still below the head: its bucket's last ms if
+                        # the topic ranks before the head's, else the bucket before
+                        hold = head[0] + b - 1 if other[1] < head[1] else head[0] - 1
+                        waiting.append((topic, hold))
                 if limit is None or other < limit:
                     limit = other
             queue = queues[head_topic]
             taken = 0
             append = out.append
             popleft = queue.popleft
-            if limit is None or limit[1] == head[1]:  # (one rank per topic: never the latter)
-                while queue and (limit is None or queue[0][:3] < limit):
+            if limit is None:
+                while queue:
+                    append((head_topic, popleft()))
+                    taken += 1
+            elif limit[1] == head[1]:  # (one rank per topic: never)
+                while queue:
+                    ts, rank, offset = queue[0][:3]
+                    if (ts - ts % b, rank, offset) >= limit:
+                        break
                     append((head_topic, popleft()))
                     taken += 1
             else:
-                # (ts, rank, offset) < limit for the records of head_topic, whose rank is not
-                # the limit's: ts before the limit's, or the same ts and a lower rank.
-                cut = limit[0] + 1 if head[1] < limit[1] else limit[0]
+                # (bucket, rank, offset) < limit for the records of head_topic, whose rank
+                # is not the limit's: a bucket before the limit's, or the limit's bucket
+                # and a lower rank. Buckets are multiples of b: compare the times.
+                cut = limit[0] + b if head[1] < limit[1] else limit[0]
                 while queue and queue[0][0] < cut:
                     append((head_topic, popleft()))
                     taken += 1
             if not taken:
-                for topic in waiting:
-                    self.blocked[topic] = head[0]
+                for topic, hold in waiting:
+                    self.blocked[topic] = hold
                 return out
 
 
@@ -821,11 +871,15 @@ class KafkaWorker:
                 )
             data = snapshots.get(p)
             if data is not None:
-                task = PartitionTask.from_snapshot(p, self.processor_config, data)
+                task = PartitionTask.from_snapshot(
+                    p, self.processor_config, data, bucket_ms=self.config.merge_bucket_ms
+                )
                 log.info("partition %d: restored snapshot at %s", p, _show(task.offsets))
             else:
                 start = {t: self._low_watermark(self.names.name(t), p) for t in INPUT_TOPICS}
-                task = PartitionTask(p, self.processor_config, start)
+                task = PartitionTask(
+                    p, self.processor_config, start, bucket_ms=self.config.merge_bucket_ms
+                )
                 log.info("partition %d: no snapshot, starting at %s", p, _show(task.offsets))
             for tp in tps:
                 tp.offset = task.offsets[self._by_name[tp.topic]]
@@ -1367,9 +1421,13 @@ class KafkaWorker:
         positions: list[Any] = []
         for p, task in list(self.tasks.items()):
             if task.last_snapshot is not None:
-                fresh = PartitionTask.from_snapshot(p, self.processor_config, task.last_snapshot)
+                fresh = PartitionTask.from_snapshot(
+                    p, self.processor_config, task.last_snapshot, bucket_ms=task.bucket_ms
+                )
             else:
-                fresh = PartitionTask(p, self.processor_config, task.start_offsets)
+                fresh = PartitionTask(
+                    p, self.processor_config, task.start_offsets, bucket_ms=task.bucket_ms
+                )
             self.tasks[p] = fresh
             positions.extend(
                 TopicPartition(self.names.name(t), p, o) for t, o in fresh.offsets.items()

@@ -251,3 +251,24 @@ def test_worker_engine_faust_refuses_what_it_does_not_support(
         main(["worker", "--engine", "kafka-streams"])
     assert exc.value.code == 2
     assert "invalid choice: 'kafka-streams'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "ten"])
+def test_worker_refuses_a_merge_bucket_below_one_ms(
+    value: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["worker", "--bootstrap", "127.0.0.1:1", "--merge-bucket-ms", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --merge-bucket-ms:" in err
+    assert ("must be at least 1" in err) if value != "ten" else ("expected an integer" in err)
+
+
+def test_a_partition_task_refuses_a_bucket_below_one_ms() -> None:
+    from driftline.settings import load_settings
+    from streams.embedded import processor_config
+    from streams.kafka_runtime import PartitionTask
+
+    with pytest.raises(ValueError, match="bucket_ms must be at least 1, got 0"):
+        PartitionTask(0, processor_config(load_settings()), {}, bucket_ms=0)

@@ -233,13 +233,112 @@ def test_merge_orders_a_partition_by_append_time_and_waits_for_idle_topics() -> 
         (Topic.PREDICTIONS, 30),
         (Topic.LABELS, 40),
     ]
-    # 50 waits: labels is empty now and its high watermark was never read
-    assert Topic.LABELS in task.blocked and task.blocked[Topic.LABELS] == 50
+    # 50 waits: labels is empty now and its high watermark was never read; a label still
+    # to come at 50 would sort after the prediction at 50 (its rank), so a bound of 50 is
+    # enough: 49 is the latest that still holds it back
+    assert Topic.LABELS in task.blocked and task.blocked[Topic.LABELS] == 49
     task.watermarks[Topic.LABELS] = (60, 2)
     task.watermarks.update({Topic.ALERT_ACKS: (60, 0), Topic.MODEL_EVENTS: (60, 0)})
     assert [e[0] for _, e in task.release(slack_ms=0)] == [50]
     # a record fetched twice (a re-fetch after a rebalance) is queued once
     assert not task.push(Topic.PREDICTIONS, _entry(50, Topic.PREDICTIONS, 2))
+
+
+def test_merge_by_buckets_takes_a_buckets_predictions_before_its_labels() -> None:
+    """With ``bucket_ms`` the merge orders by (time rounded down to the bucket, rank,
+    offset): a partition's predictions of a bucket come as one run, then its labels — live
+    traffic interleaves them millisecond by millisecond, which would make runs of one."""
+    task = PartitionTask(0, processor_config(load_settings()), {}, bucket_ms=100)
+    for offset, ts in enumerate((10, 30, 50, 90, 120, 150)):
+        task.push(Topic.PREDICTIONS, _entry(ts, Topic.PREDICTIONS, offset))
+    for offset, ts in enumerate((20, 40, 95, 130)):
+        task.push(Topic.LABELS, _entry(ts, Topic.LABELS, offset))
+    task.watermarks = {Topic.ALERT_ACKS: (1_000, 0), Topic.MODEL_EVENTS: (1_000, 0)}
+    released = task.release(slack_ms=0)
+    # bucket 0: predictions 10..90, then labels 20..95; bucket 100: prediction 120 and 150
+    # come before label 130; then label 130 — which waits: a prediction may still come
+    # in bucket 100 (the predictions topic is empty, its high watermark never read)
+    assert [(t, e[0]) for t, e in released] == [
+        (Topic.PREDICTIONS, 10),
+        (Topic.PREDICTIONS, 30),
+        (Topic.PREDICTIONS, 50),
+        (Topic.PREDICTIONS, 90),
+        (Topic.LABELS, 20),
+        (Topic.LABELS, 40),
+        (Topic.LABELS, 95),
+        (Topic.PREDICTIONS, 120),
+        (Topic.PREDICTIONS, 150),
+    ]
+    # the latest bound of the predictions topic that still holds label 130 back: 199
+    assert task.blocked == {Topic.PREDICTIONS: 199}
+    task.watermarks[Topic.PREDICTIONS] = (199, 6)
+    assert task.release(slack_ms=0) == []
+    task.watermarks[Topic.PREDICTIONS] = (200, 6)
+    assert [(t, e[0]) for t, e in task.release(slack_ms=0)] == [(Topic.LABELS, 130)]
+
+
+def test_merge_by_buckets_holds_a_prediction_for_the_topics_ranked_before_it() -> None:
+    task = PartitionTask(0, processor_config(load_settings()), {}, bucket_ms=100)
+    task.push(Topic.PREDICTIONS, _entry(150, Topic.PREDICTIONS, 0))
+    task.watermarks = {Topic.ALERT_ACKS: (1_000, 0), Topic.LABELS: (1_000, 0)}
+    assert task.release(slack_ms=0) == []
+    # a registration may still come in bucket 100, and it sorts first: up to 199 holds
+    assert task.blocked == {Topic.MODEL_EVENTS: 199}
+    task.watermarks[Topic.MODEL_EVENTS] = (199, 0)
+    assert task.release(slack_ms=0) == []
+    task.watermarks[Topic.MODEL_EVENTS] = (200, 0)
+    assert len(task.release(slack_ms=0)) == 1
+    # ...while the labels (ranked after) only need a bound within the bucket
+    task.push(Topic.PREDICTIONS, _entry(250, Topic.PREDICTIONS, 1))
+    task.watermarks = {Topic.ALERT_ACKS: (1_000, 0), Topic.MODEL_EVENTS: (1_000, 0)}
+    task.watermarks[Topic.LABELS] = (199, 0)
+    assert task.release(slack_ms=0) == [] and task.blocked == {Topic.LABELS: 199}
+    task.watermarks[Topic.LABELS] = (200, 0)
+    assert len(task.release(slack_ms=0)) == 1
+
+
+@pytest.mark.parametrize("bucket_ms", [1, 7, 100])
+def test_merge_releases_the_same_order_however_the_records_arrive(bucket_ms: int) -> None:
+    """Records pushed in random chunks, with releases between, come out in exactly the
+    order of a k-way merge of the topics' sequences (each in offset order; times not
+    monotonic, as from several producers) on (bucket, rank, offset): nothing is released
+    before its place is settled."""
+    import random
+
+    rng = random.Random(bucket_ms)
+    ranks = {Topic.MODEL_EVENTS: 0, Topic.PREDICTIONS: 1, Topic.LABELS: 2, Topic.ALERT_ACKS: 3}
+    for _trial in range(30):
+        seqs = {
+            t: [_entry(rng.randrange(0, 400), t, o) for o in range(rng.randrange(0, 40))]
+            for t in ranks
+        }
+        # the reference: a k-way merge of the sequences on the bucketed keys
+        heads = {t: 0 for t in ranks}
+        expected = []
+        while any(heads[t] < len(seqs[t]) for t in ranks):
+            fronts = {t: seqs[t][heads[t]][:3] for t in ranks if heads[t] < len(seqs[t])}
+            t = min(fronts, key=lambda t: (fronts[t][0] - fronts[t][0] % bucket_ms, *fronts[t][1:]))
+            expected.append((t, seqs[t][heads[t]][2]))
+            heads[t] += 1
+        task = PartitionTask(0, processor_config(load_settings()), {}, bucket_ms=bucket_ms)
+        got = []
+        pushed = {t: 0 for t in ranks}
+        while any(pushed[t] < len(seqs[t]) for t in ranks):
+            t = rng.choice([t for t in ranks if pushed[t] < len(seqs[t])])
+            n = rng.randrange(1, 6)
+            for entry in seqs[t][pushed[t] : pushed[t] + n]:
+                assert task.push(t, entry)
+            pushed[t] = min(len(seqs[t]), pushed[t] + n)
+            # each topic caught up with what was pushed, as of the earliest time still to
+            # come on it (the tightest bound that holds: the merge must cope with equality)
+            task.watermarks = {
+                u: (min((e[0] for e in seqs[u][pushed[u] :]), default=10_000), pushed[u])
+                for u in ranks
+            }
+            got += [(u, e[2]) for u, e in task.release(slack_ms=0)]
+        task.watermarks = {u: (10_000, len(seqs[u])) for u in ranks}
+        got += [(u, e[2]) for u, e in task.release(slack_ms=0)]
+        assert got == expected
 
 
 def test_merge_does_not_trust_a_watermark_the_position_has_not_reached() -> None:
