@@ -59,6 +59,7 @@ from proc_cpu import proc_cpu_seconds
 from detectors.profile import ReferenceProfile
 from schemas.codec import AvroCodec
 from schemas.topics import Topic
+from streams.kafka_runtime import WorkerConfig
 from streams.kafka_topics import TopicNames, ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,6 +253,43 @@ def produce_all(producer: Any, messages: list[tuple[str, bytes, bytes]]) -> list
     return errors
 
 
+def produce_paced(
+    bootstrap: str, messages: list[tuple[str, bytes, bytes]], rate: int, instances: int
+) -> tuple[list[str], float]:
+    """Produce ``messages`` in order at ``rate`` messages/s of wall-clock time from
+    ``instances`` producers (round robin, each with the SDK's settings), as that many
+    service instances publishing live would; (delivery errors, achieved rate)."""
+    producers = [new_producer(bootstrap) for _ in range(instances)]
+    errors: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    chunk = max(1, rate // 200)  # paced every 5 ms
+    started = time.perf_counter()
+    for lo in range(0, len(messages), chunk):
+        wait = started + lo / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        for i in range(lo, min(lo + chunk, len(messages))):
+            topic, key, value = messages[i]
+            producer = producers[i % instances]
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        for producer in producers:
+            producer.poll(0)
+    achieved = len(messages) / (time.perf_counter() - started)
+    for producer in producers:
+        if producer.flush(120) > 0:
+            errors.append("messages still in flight after 120 s")
+    return errors, achieved
+
+
 def consume_topic(bootstrap: str, topic: str | list[str], *, decode: bool) -> tuple[int, float]:
     """Read ``topic`` (or several topics, in one loop) from the beginning to its current
     end; (messages, seconds)."""
@@ -364,6 +402,7 @@ class Worker:
         ]
         if args.checkpoint_interval is not None:
             self.cmd += ["--checkpoint-interval", str(args.checkpoint_interval)]
+        self.cmd += ["--merge-bucket-ms", str(args.merge_bucket_ms)]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -511,6 +550,71 @@ def catch_up(
         "cpu": cpu,
         "batches": m.get("driftline_worker_batch_seconds_count", 0.0),
     }
+
+
+def live_timed_backlog(
+    bootstrap: str, tmp: Path, models: list[str], t0: int, args: Any
+) -> dict[str, Any]:
+    """Phase 3: catch up a backlog that was appended as live traffic is.
+
+    The input topics are LogAppendTime: a record's Kafka time is when the broker appended
+    its producer batch. Phase 1's backlog was produced in bulk, so hundreds of records
+    share each millisecond, and the worker's merge (by Kafka time, then topic rank) hands
+    the processors long runs of one topic. Live traffic from many service instances
+    appends small batches, predictions and labels interleaved millisecond by millisecond,
+    and a merge by the millisecond then gives short runs, each paying the processors'
+    per-batch cost. Here ``--backlog-events`` predictions (and labels for half) are
+    produced in real time at ``--backlog-rate`` events/s from ``--backlog-instances``
+    producers with the SDK's settings, on topics of their own, with no worker running
+    (a backlog, as after an outage); then two fresh workers catch it up in turn:
+    ``--merge-bucket-ms 1`` (the merge by the millisecond: the baseline) and the
+    configured bucket.
+    """
+    names = TopicNames(prefix=f"benchlive{uuid.uuid4().hex[:8]}.")
+    ensure_topics(bootstrap, names, args.partitions, 1)
+    codec = AvroCodec()
+    n = args.backlog_events
+    messages, n_labels, _ = make_messages(n, models, t0, 6 * HOUR, codec, names)
+    registrations = [
+        (names.name(Topic.MODEL_EVENTS), e["model_name"].encode(), codec.encode("model_event", e))
+        for e in model_events(models, t0)
+    ]
+    producer = new_producer(bootstrap)
+    errors = produce_all(producer, registrations)
+    producer = None
+    more, achieved = produce_paced(bootstrap, messages, args.backlog_rate, args.backlog_instances)
+    if errors or more:
+        raise RuntimeError(f"produce failed: {(errors + more)[:3]}")
+    expected = {
+        Topic.MODEL_EVENTS: len(registrations),
+        Topic.PREDICTIONS: n,
+        Topic.LABELS: n_labels,
+    }
+    # this backlog's own ceiling: many small producer batches read slower than bulk ones
+    inputs = [names.name(Topic.PREDICTIONS), names.name(Topic.LABELS)]
+    raw = []
+    for _ in range(2):
+        count, seconds = consume_topic(bootstrap, inputs, decode=False)
+        if count != n + n_labels:
+            raise RuntimeError(f"raw consume read {count} messages, expected {n + n_labels}")
+        raw.append(count / seconds)
+    out: dict[str, Any] = {
+        "events": n,
+        "labels": n_labels,
+        "produced_rate": achieved,
+        "ceiling": max(raw),
+        "runs": {},
+    }
+    for label, bucket in (("by the ms", 1), ("bucketed", args.merge_bucket_ms)):
+        run_args = argparse.Namespace(**{**vars(args), "merge_bucket_ms": bucket})
+        group = TopicNames(prefix=names.prefix, group=f"bench-live-{bucket}")
+        worker = Worker(bootstrap, group, tmp / f"live-{bucket}", run_args)
+        try:
+            phase = catch_up(worker, args.partitions, expected, max(600.0, n / 50))
+        finally:
+            worker.stop(30)
+        out["runs"][label] = {"bucket": bucket, **phase}
+    return out
 
 
 def live_latency(
@@ -687,6 +791,30 @@ def main() -> int:
         "--order-slack-ms", type=int, default=500, help="worker --order-slack-ms (default 500)"
     )
     parser.add_argument(
+        "--backlog-events",
+        type=int,
+        default=100_000,
+        help="predictions of the live-timed backlog (phase 3; default 100000; 0: skip it)",
+    )
+    parser.add_argument(
+        "--backlog-rate",
+        type=int,
+        default=20_000,
+        help="events/s at which the phase-3 backlog is produced, in real time (default 20000)",
+    )
+    parser.add_argument(
+        "--backlog-instances",
+        type=int,
+        default=8,
+        help="producers (service instances) the phase-3 backlog comes from (default 8)",
+    )
+    parser.add_argument(
+        "--merge-bucket-ms",
+        type=int,
+        default=None,
+        help=f"worker --merge-bucket-ms (default: the worker's, {WorkerConfig.merge_bucket_ms})",
+    )
+    parser.add_argument(
         "--checkpoint-interval",
         type=float,
         default=None,
@@ -695,6 +823,16 @@ def main() -> int:
     args = parser.parse_args()
     if args.events < args.models * 2:
         parser.error("--events must be at least twice --models")
+    if args.backlog_events and args.backlog_events < args.models * 2:
+        parser.error("--backlog-events must be 0 or at least twice --models")
+    if (
+        args.backlog_instances < 1
+        or args.backlog_rate < 1
+        or (args.merge_bucket_ms is not None and args.merge_bucket_ms < 1)
+    ):
+        parser.error("--backlog-rate, --backlog-instances and --merge-bucket-ms must be at least 1")
+    if args.merge_bucket_ms is None:
+        args.merge_bucket_ms = WorkerConfig.merge_bucket_ms
 
     run_started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="driftline-bench-kafka-"))
@@ -801,6 +939,9 @@ def main() -> int:
         # noisy; the higher of the two is kept, never flattering the worker)
         inputs_ceiling = max(*raw_inputs, ceiling)
         counts = store_counts(worker.data_dir / "clickhouse")
+        backlog = (
+            live_timed_backlog(bootstrap, tmp, models, t0, args) if args.backlog_events else None
+        )
 
         lat = live["latencies"]
         p50, p99 = (np.percentile(lat, [50, 99]) * 1000) if len(lat) else (np.nan, np.nan)
@@ -844,6 +985,27 @@ def main() -> int:
             ),
             ("worker peak RSS (VmHWM)", f"{hwm:,.0f} MiB", f"now {rss:,.0f} MiB"),
         ]
+        if backlog is not None:
+            n_in = backlog["events"] + backlog["labels"]
+            base = backlog["runs"]["by the ms"]
+            rows.append(
+                (
+                    "live-timed backlog: raw consume, both topics (CEILING 3)",
+                    f"{backlog['ceiling']:,.0f} msg/s",
+                    "100%",
+                )
+            )
+            for label, run in backlog["runs"].items():
+                rate = n_in / run["seconds"]
+                rows.append(
+                    (
+                        f"live-timed backlog, worker, merge {label} ({run['bucket']} ms)",
+                        f"{rate:,.0f} events/s",
+                        f"{rate / backlog['ceiling']:.1%} of ceiling 3; "
+                        f"{base['seconds'] / run['seconds']:.2f}x by the ms; "
+                        f"{run['cpu'] / backlog['events'] * 1e6:,.1f} us CPU/prediction",
+                    )
+                )
         width = max(len(r[0]) for r in rows) + 2
         vwidth = max(len(r[1]) for r in rows) + 2
         print(f"{'measure':<{width}}{'value':<{vwidth}}vs ceiling")
@@ -859,6 +1021,17 @@ def main() -> int:
             f"confirmed afterwards."
         )
         print("store after stop: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + " rows")
+        if backlog is not None:
+            print(
+                f"live-timed backlog (phase 3): {backlog['events']:,} predictions + "
+                f"{backlog['labels']:,} labels on topics of their own, produced in real time "
+                f"at {backlog['produced_rate']:,.0f} events/s by {args.backlog_instances} "
+                f"producers with the SDK's settings (the topics are LogAppendTime: live "
+                f"traffic spreads a partition's records over the milliseconds, where phase 1's "
+                f"bulk-produced backlog shares each ms among hundreds), then caught up by a "
+                f"fresh worker per merge bucket, timed as phase 1; 'by the ms' "
+                f"(--merge-bucket-ms 1) is the baseline."
+            )
         print(
             f"latency: {live['batches']} batches of {live['per_batch']} predictions (+ labels for "
             f"half), one every {1000 / 20:.0f} ms, event time = wall clock, measured after "
