@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test lint format typecheck bench clean compose-tool kafka-jars kafka chromium
+.PHONY: venv demo test lint format typecheck bench bench-kafka clean compose-tool kafka-jars kafka chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ compose-tool:
 bench: venv
 	$(BIN)/python benchmarks/bench_detectors.py
 	$(BIN)/python benchmarks/bench_embedded.py
+	$(BIN)/python benchmarks/bench_merge_runs.py
+
+# the distributed runtime on a real broker (started by the benchmark; jars as for the tests)
+bench-kafka: venv kafka-jars
+	$(BIN)/python benchmarks/bench_kafka.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .driftline
