@@ -15,7 +15,7 @@ How it keeps the guarantees on top of faust:
   or taking events one by one into the merge queue, the processors still running on
   batches (``--batching events``);
 - **determinism**: an agent only *pushes* decoded records into the ``PartitionTask`` of
-  their partition; records are released by the task's (timestamp, rank, offset) merge —
+  their partition; records are released by the task's (time bucket, rank, offset) merge —
   the same code as the confluent-kafka worker — when their place is settled. A timer asks
   for high watermarks of idle topics (order slack) so that the tail gets released too;
 - **state in a faust table** (changelog topic ``<group>-tasks-changelog``, compacted,
