@@ -66,18 +66,56 @@ STATE_VERSION = 1
 _MEMO_LIMIT = 65_536
 
 
-def _bottom_k(keys: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` (key, value) pairs that come first in (key, value) order, unordered."""
-    if keys.size <= k:
-        return keys, values
+def _bottom_k_mask(keys: np.ndarray, values: np.ndarray | None, k: int) -> np.ndarray | None:
+    """Which of ``keys`` (more than ``k``) are the ``k`` that come first in (key, value)
+    order, as a mask; None when ``values`` is None and keys tie at the k-th place (the
+    values would decide)."""
     kth = np.partition(keys, k - 1)[k - 1]
-    below = np.flatnonzero(keys < kth)
+    chosen = keys < kth
     tied = np.flatnonzero(keys == kth)
-    need = k - below.size
+    need = k - int(np.count_nonzero(chosen))
     if tied.size > need:
+        if values is None:
+            return None
         tied = tied[np.argsort(values[tied], kind="stable")[:need]]
-    chosen = np.concatenate([below, tied])
-    return keys[chosen], values[chosen]
+    chosen[tied] = True
+    return chosen
+
+
+def _slots(old_size: int, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the entrants go when a reservoir of ``old_size`` entries takes the bottom-k
+    ``chosen`` of (its entries, then the offered ones): the slots of the entries that
+    leave, in order, then the slots after the old ones; and which offered entries enter,
+    in order. The entries that stay keep their slots, so an update writes only what
+    changes — O(entrants), not O(reservoir) — and the layout is a function of the
+    reservoir's history (the set is the bottom-k whatever the batching; its order is
+    never seen: samples are sorted, snapshots ordered by key)."""
+    leaving = np.flatnonzero(~chosen[:old_size])
+    entering = np.flatnonzero(chosen[old_size:])
+    grown = entering.size - leaving.size
+    if grown:
+        leaving = np.concatenate([leaving, np.arange(old_size, old_size + grown)])
+    return leaving, entering
+
+
+def _offered(
+    keys: np.ndarray, values: np.ndarray, new_keys: np.ndarray, new_values: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bottom-k reservoir (at most ``k`` pairs first in (key, value) order) of a
+    reservoir and offered pairs, laid out as :func:`_slots` says; new arrays."""
+    m, total = keys.size, keys.size + new_keys.size
+    if total <= k:
+        return np.concatenate([keys, new_keys]), np.concatenate([values, new_values])
+    chosen = _bottom_k_mask(
+        np.concatenate([keys, new_keys]), np.concatenate([values, new_values]), k
+    )
+    assert chosen is not None  # (with values, ties are broken)
+    slots, entering = _slots(m, chosen)
+    out_keys = np.empty(k, dtype=keys.dtype)
+    out_values = np.empty(k, dtype=values.dtype)
+    out_keys[:m], out_values[:m] = keys, values
+    out_keys[slots], out_values[slots] = new_keys[entering], new_values[entering]
+    return out_keys, out_values
 
 
 def _by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,13 +165,7 @@ class _NumericState:
             keep = keys <= self.res_max
             keys, values = keys[keep], values[keep]
         if keys.size:
-            self.set_reservoir(
-                *_bottom_k(
-                    np.concatenate([self.res_keys, keys]),
-                    np.concatenate([self.res_vals, values]),
-                    size,
-                )
-            )
+            self.set_reservoir(*_offered(self.res_keys, self.res_vals, keys, values, size))
 
     def set_reservoir(self, keys: np.ndarray, values: np.ndarray) -> None:
         self.res_keys, self.res_vals = keys, values
@@ -151,7 +183,18 @@ class _NumericBlock:
     candidates (a finite value whose key can still enter the bottom-k) is in the batch.
     """
 
-    __slots__ = ("dump", "edges", "hi", "lo", "offsets", "sizes", "states")
+    __slots__ = (
+        "_buffer",
+        "_matrix",
+        "_rows",
+        "dump",
+        "edges",
+        "hi",
+        "lo",
+        "offsets",
+        "sizes",
+        "states",
+    )
 
     # Up to this many inner edges per column, a value's bin is counted as the number of
     # edges below it, one comparison per edge on the whole matrix; beyond, searchsorted.
@@ -159,6 +202,10 @@ class _NumericBlock:
 
     def __init__(self, states: list[_NumericState]) -> None:
         self.states = states
+        # the shared reservoirs' values, one row per state (see _offer_shared)
+        self._matrix: np.ndarray | None = None
+        self._rows: list[np.ndarray] | None = None
+        self._buffer: np.ndarray | None = None  # every state's counts (_counts_buffer)
         self.sizes = [s.counts.size for s in states]
         self.offsets = np.cumsum([0, *self.sizes[:-1]]).astype(np.intp)
         self.dump = int(sum(self.sizes))  # the bin of non-finite values (not counted)
@@ -198,35 +245,57 @@ class _NumericBlock:
         # NaN bounds (empty reference) compare False: every value counts as out of range.
         in_range = (x >= self.lo[:, None]) & (x <= self.hi[:, None]) & finite
         n_in_range = np.count_nonzero(in_range, axis=1).tolist()
-        for j, state in enumerate(self.states):
-            state.counts += counts[self.offsets[j] : self.offsets[j] + self.sizes[j]]
-            state.missing += n - n_finite[j]
-            state.out_of_range += n_finite[j] - n_in_range[j]
-        full = np.array([s.res_keys.size >= size for s in self.states])
-        res_max = np.array([s.res_max for s in self.states], dtype=np.uint64)
-        # _NumericState.offer's filter: once full, only keys up to the k-th smallest
-        candidates = finite & ((keys[None, :] <= res_max[:, None]) | ~full[:, None])
+        states = self.states
+        buffer = self._counts_buffer()
+        buffer += counts[: self.dump]  # (every state's counts are views of it)
+        if sum(n_finite) != k * n or n_in_range != n_finite:
+            for j, state in enumerate(states):
+                state.missing += n - n_finite[j]
+                state.out_of_range += n_finite[j] - n_in_range[j]
+        first = states[0].res_keys
+        if all(s.res_keys is first for s in states):  # (shared reservoirs: one filter)
+            # _NumericState.offer's filter: once full, only keys up to the k-th smallest
+            if first.size >= size:
+                candidates = finite & (keys <= states[0].res_max)[None, :]
+            else:
+                candidates = finite
+        else:
+            full = np.array([s.res_keys.size >= size for s in states])
+            res_max = np.array([s.res_max for s in states], dtype=np.uint64)
+            candidates = finite & ((keys[None, :] <= res_max[:, None]) | ~full[:, None])
         offered = np.flatnonzero(candidates.any(axis=1)).tolist()
         if not offered or self._offer_shared(x, keys, candidates, size):
             return
         for j in offered:
             state, take = self.states[j], candidates[j]
             state.set_reservoir(
-                *_bottom_k(
-                    np.concatenate([state.res_keys, keys[take]]),
-                    np.concatenate([state.res_vals, x[j][take]]),
-                    size,
-                )
+                *_offered(state.res_keys, state.res_vals, keys[take], x[j][take], size)
             )
+
+    def _counts_buffer(self) -> np.ndarray:
+        """One array holding every state's bin counts, each state's ``counts`` a view of
+        its slice (so a batch's counts are added in one call); made again, from the
+        states' counts, if one was replaced since."""
+        buffer = self._buffer
+        states = self.states
+        if buffer is None or not all(s.counts.base is buffer for s in states):
+            buffer = np.concatenate([s.counts for s in states]).astype(np.int64)
+            for j, state in enumerate(states):
+                state.counts = buffer[self.offsets[j] : self.offsets[j] + self.sizes[j]]
+            self._buffer = buffer
+        return buffer
 
     def _offer_shared(
         self, x: np.ndarray, keys: np.ndarray, candidates: np.ndarray, size: int
     ) -> bool:
-        """The reservoirs' update when they all hold the same keys, in the same order, and
+        """The reservoirs' update when they all hold the same keys, in the same layout, and
         every column offers the same events (no missing values): the bottom-k of the keys
-        is chosen once and applied to every column's values — what ``_bottom_k`` picks per
-        column, in the same order, unless keys tie at the k-th place (then ties are broken
-        by each column's values: False, nothing changed)."""
+        and the slots (:func:`_slots`) are chosen once and applied to every column's
+        values — what :func:`_offered` does per column, unless keys tie at the k-th place
+        (then ties are broken by each column's values: False, nothing changed).
+
+        The values live in one (columns, reservoir) matrix whose rows are the states'
+        ``res_vals``; a full reservoir is updated in place, entrants only."""
         states = self.states
         first = states[0].res_keys
         if not all(s.res_keys is first for s in states) and not all(
@@ -236,22 +305,42 @@ class _NumericBlock:
         take = candidates[0]
         if not (candidates == take).all():
             return False
-        union = np.concatenate([first, keys[take]])
-        if union.size <= size:
-            chosen = None  # everything stays (as _bottom_k)
+        new_keys = keys[take]
+        m = first.size
+        total = m + new_keys.size
+        rows, current = self._rows, self._matrix
+        matrix: np.ndarray
+        if (
+            rows is not None
+            and current is not None
+            and all(s.res_vals is r for s, r in zip(states, rows, strict=True))
+        ):
+            matrix = current
+        else:  # (first shared update, or a column went its own way since)
+            matrix = np.stack([s.res_vals for s in states]) if m else np.empty((len(states), 0))
+        if total <= size:
+            out_keys = np.concatenate([first, new_keys])
+            matrix = np.concatenate([matrix, x[:, take]], axis=1)
         else:
-            kth = np.partition(union, size - 1)[size - 1]
-            below = np.flatnonzero(union < kth)
-            tied = np.flatnonzero(union == kth)
-            if tied.size > size - below.size:
+            chosen = _bottom_k_mask(np.concatenate([first, new_keys]), None, size)
+            if chosen is None:
                 return False
-            chosen = np.concatenate([below, tied])
-        values = np.concatenate([np.stack([s.res_vals for s in states]), x[:, take]], axis=1)
-        if chosen is not None:
-            union, values = union[chosen], values[:, chosen]
-        res_max = union.max() if union.size else 0
-        for j, state in enumerate(states):
-            state.res_keys, state.res_vals, state.res_max = union, values[j], res_max
+            slots, entering = _slots(m, chosen)
+            if m < size:  # growing to full: the last copy
+                grown = np.empty((len(states), size))
+                grown[:, :m] = matrix
+                matrix = grown
+                out_keys = np.empty(size, dtype=first.dtype)
+                out_keys[:m] = first
+            else:
+                out_keys = first.copy()  # (the old array may be held elsewhere)
+            out_keys[slots] = new_keys[entering]
+            matrix[:, slots] = x[:, take][:, entering]
+        res_max = out_keys.max() if out_keys.size else 0
+        self._matrix = matrix
+        self._rows = rows = list(matrix)
+        for state, row in zip(states, rows, strict=True):
+            state.res_keys, state.res_vals, state.res_max = out_keys, row, res_max
         return True
 
 
