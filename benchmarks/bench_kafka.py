@@ -785,7 +785,10 @@ def main() -> int:
         help="seconds of live traffic before the latency is measured (default 3)",
     )
     parser.add_argument(
-        "--worker-batch-size", type=int, default=5_000, help="worker --batch-size (default 5000)"
+        "--worker-batch-size",
+        type=int,
+        default=WorkerConfig.batch_size,
+        help=f"worker --batch-size (default: the worker's, {WorkerConfig.batch_size})",
     )
     parser.add_argument(
         "--order-slack-ms", type=int, default=500, help="worker --order-slack-ms (default 500)"
