@@ -148,6 +148,16 @@ def profile(seed: int = 1) -> ReferenceProfile:
     return ReferenceProfile.from_columns(ref, prediction=pred)
 
 
+def registration_messages(
+    models: list[str], t0: int, codec: AvroCodec, names: TopicNames
+) -> list[tuple[str, bytes, bytes]]:
+    """Encoded (topic, key, value) of each model's registration with its profile."""
+    return [
+        (names.name(Topic.MODEL_EVENTS), e["model_name"].encode(), codec.encode("model_event", e))
+        for e in model_events(models, t0)
+    ]
+
+
 def model_events(models: list[str], t0: int) -> list[dict]:
     profile_json = profile().to_json()
     return [
@@ -575,10 +585,7 @@ def live_timed_backlog(
     codec = AvroCodec()
     n = args.backlog_events
     messages, n_labels, _ = make_messages(n, models, t0, 6 * HOUR, codec, names)
-    registrations = [
-        (names.name(Topic.MODEL_EVENTS), e["model_name"].encode(), codec.encode("model_event", e))
-        for e in model_events(models, t0)
-    ]
+    registrations = registration_messages(models, t0, codec, names)
     producer = new_producer(bootstrap)
     errors = produce_all(producer, registrations)
     producer = None
@@ -865,14 +872,7 @@ def main() -> int:
         messages, n_labels, encode_rate = make_messages(
             args.events, models, t0, 6 * HOUR, codec, names
         )
-        registrations = [
-            (
-                names.name(Topic.MODEL_EVENTS),
-                e["model_name"].encode(),
-                codec.encode("model_event", e),
-            )
-            for e in model_events(models, t0)
-        ]
+        registrations = registration_messages(models, t0, codec, names)
         print(
             f"# driftline distributed runtime benchmark: {args.events:,} {N_FEATURES}-feature "
             f"predictions + {n_labels:,} labels, {args.models} models on partitions {used} of "

@@ -253,7 +253,8 @@ class _NumericBlock:
                 state.missing += n - n_finite[j]
                 state.out_of_range += n_finite[j] - n_in_range[j]
         first = states[0].res_keys
-        if all(s.res_keys is first for s in states):  # (shared reservoirs: one filter)
+        shared = all(s.res_keys is first for s in states)
+        if shared:  # (one filter for all)
             # _NumericState.offer's filter: once full, only keys up to the k-th smallest
             if first.size >= size:
                 candidates = finite & (keys <= states[0].res_max)[None, :]
@@ -264,7 +265,7 @@ class _NumericBlock:
             res_max = np.array([s.res_max for s in states], dtype=np.uint64)
             candidates = finite & ((keys[None, :] <= res_max[:, None]) | ~full[:, None])
         offered = np.flatnonzero(candidates.any(axis=1)).tolist()
-        if not offered or self._offer_shared(x, keys, candidates, size):
+        if not offered or self._offer_shared(x, keys, candidates, size, shared):
             return
         for j in offered:
             state, take = self.states[j], candidates[j]
@@ -286,7 +287,7 @@ class _NumericBlock:
         return buffer
 
     def _offer_shared(
-        self, x: np.ndarray, keys: np.ndarray, candidates: np.ndarray, size: int
+        self, x: np.ndarray, keys: np.ndarray, candidates: np.ndarray, size: int, shared: bool
     ) -> bool:
         """The reservoirs' update when they all hold the same keys, in the same layout, and
         every column offers the same events (no missing values): the bottom-k of the keys
@@ -295,12 +296,11 @@ class _NumericBlock:
         (then ties are broken by each column's values: False, nothing changed).
 
         The values live in one (columns, reservoir) matrix whose rows are the states'
-        ``res_vals``; a full reservoir is updated in place, entrants only."""
+        ``res_vals``; a full reservoir is updated in place, entrants only. ``shared``: the
+        states hold one keys array (else they are compared)."""
         states = self.states
         first = states[0].res_keys
-        if not all(s.res_keys is first for s in states) and not all(
-            np.array_equal(s.res_keys, first) for s in states
-        ):
+        if not shared and not all(np.array_equal(s.res_keys, first) for s in states):
             return False  # (equal but not shared: empty, or restored from a snapshot)
         take = candidates[0]
         if not (candidates == take).all():

@@ -539,17 +539,11 @@ class PartitionTask:
                 while queue:
                     append((head_topic, popleft()))
                     taken += 1
-            elif limit[1] == head[1]:  # (one rank per topic: never)
-                while queue:
-                    ts, rank, offset = queue[0][:3]
-                    if (ts - ts % b, rank, offset) >= limit:
-                        break
-                    append((head_topic, popleft()))
-                    taken += 1
             else:
                 # (bucket, rank, offset) < limit for the records of head_topic, whose rank
-                # is not the limit's: a bucket before the limit's, or the limit's bucket
-                # and a lower rank. Buckets are multiples of b: compare the times.
+                # is not the limit's (one rank per topic): a bucket before the limit's, or
+                # the limit's bucket and a lower rank. Buckets are multiples of b: compare
+                # the times.
                 cut = limit[0] + b if head[1] < limit[1] else limit[0]
                 while queue and queue[0][0] < cut:
                     append((head_topic, popleft()))
