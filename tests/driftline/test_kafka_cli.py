@@ -272,3 +272,15 @@ def test_a_partition_task_refuses_a_bucket_below_one_ms() -> None:
 
     with pytest.raises(ValueError, match="bucket_ms must be at least 1, got 0"):
         PartitionTask(0, processor_config(load_settings()), {}, bucket_ms=0)
+
+
+def test_the_faust_engine_refuses_a_merge_bucket_below_one_ms(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from streams import faust_app
+
+    argv = ["--bootstrap", "127.0.0.1:1", "--data-dir", str(tmp_path), "--merge-bucket-ms"]
+    with pytest.raises(SystemExit) as exc:
+        faust_app.main([*argv, "0"])
+    assert exc.value.code == 2
+    assert "argument --merge-bucket-ms: must be at least 1, got 0" in capsys.readouterr().err
