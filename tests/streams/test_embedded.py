@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,48 @@ def test_log_recovers_from_a_torn_tail(tmp_path) -> None:
     assert entries == [(Topic.PREDICTIONS, b"abc"), (Topic.LABELS, b"defg")] and pos == end
     assert log.append([(Topic.ALERT_ACKS, b"x")]) == end + 6
     log.close()
+
+
+def test_log_syncs_each_append_and_its_directory_once(tmp_path, monkeypatch) -> None:
+    """Every append is synced (``fdatasync``, after its bytes are written, before its
+    span is reported); the directory entry of a new log file is synced when the file is
+    created, not when an existing log is reopened; ``fsync=False`` syncs nothing."""
+    import stat
+
+    calls: list[tuple[str, str, int]] = []  # (call, file type, file size when called)
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def record(name: str, real):
+        def sync(fd: int) -> None:
+            st = os.fstat(fd)
+            calls.append((name, "dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_size))
+            real(fd)
+
+        return sync
+
+    monkeypatch.setattr(os, "fsync", record("fsync", real_fsync))
+    monkeypatch.setattr(os, "fdatasync", record("fdatasync", real_fdatasync))
+    path = tmp_path / "logs" / "input.log"
+    log = InputLog(path)
+    assert calls == [("fsync", "dir", calls[0][2])]  # the new file's entry in logs/
+    calls.clear()
+    spans: list[tuple[int, int, int]] = []  # (start, end, syncs made by then)
+    end = log.append([(Topic.PREDICTIONS, b"abc")], lambda a, b: spans.append((a, b, len(calls))))
+    assert calls == [("fdatasync", "file", end)] and spans == [(0, end, 1)]
+    calls.clear()
+    end = log.append_run(Topic.LABELS, [b"de", b"f"])
+    assert calls == [("fdatasync", "file", end)]
+    log.close()
+    calls.clear()
+    log = InputLog(path)  # reopened: nothing new in the directory
+    log.append([(Topic.LABELS, b"g")])
+    assert [c[:2] for c in calls] == [("fdatasync", "file")]
+    log.close()
+    calls.clear()
+    unsynced = InputLog(tmp_path / "unsynced.log", fsync=False)
+    unsynced.append([(Topic.LABELS, b"h")])
+    unsynced.close()
+    assert calls == []
 
 
 def test_a_failed_store_write_rewinds_instead_of_counting_twice(
