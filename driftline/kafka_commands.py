@@ -337,7 +337,7 @@ def add_kafka_parsers(sub: Any) -> None:
         choices=("confluent", "faust"),
         default="confluent",
         help="confluent (default): the confluent-kafka worker; faust: EXPERIMENTAL "
-        "faust-streaming agents with exactly-once transactions, about 10x slower "
+        "faust-streaming agents with exactly-once transactions, about 20x slower "
         "(docs/distributed.md)",
     )
     worker.add_argument(

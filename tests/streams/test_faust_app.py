@@ -311,3 +311,46 @@ def test_faust_poison_messages_go_to_the_dead_letter_topic(
     """The default engine's poison test, on the faust engine (dead letters inside its
     transactions, read read_committed)."""
     check_poison_messages(kafka_bootstrap, tmp_path, FaustProcess, partitions=4)
+
+
+def test_faust_engine_exits_on_a_failed_store_write_and_commits_nothing_past_it(
+    tmp_path: Path, chdb_client: Any, ch_database: str
+) -> None:
+    """The engine's store writes go through a writer thread; one that fails (fault injected
+    around the real chDB store) ends the process (``FaustDriver.exit``, recorded here
+    instead) and a checkpoint raises before any transaction, so no offset is committed past
+    the lost write: a restart replays it. Also checked when the next batch is processed.
+    No broker needed: the faust app is built, not started."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from driftline.settings import load_settings
+    from streams.embedded import processor_config
+    from streams.faust_app import FaustDriver
+    from streams.store import ClickHouseStore, StoreError
+
+    class Fails(ClickHouseStore):
+        def write(self, topic, records):  # type: ignore[no-untyped-def, override]
+            raise StoreError("ClickHouse went away (injected)")
+
+    store = Fails(chdb_client, database=ch_database)
+    store.migrate()
+    settings = load_settings(data_dir=tmp_path)
+    driver = FaustDriver(
+        "127.0.0.1:1", TopicNames(prefix="t."), processor_config(settings), store, store_linger=0
+    )
+    exits: list[int] = []
+    driver.exit = exits.append
+    try:
+        asyncio.run(driver.checkpoint())  # nothing dirty, nothing queued: nothing to do
+        assert exits == []
+        driver.writer.put([(Topic.LABELS, [{"prediction_id": "p1"}])])
+        driver.tasks[0] = SimpleNamespace(dirty=True)  # type: ignore[assignment]
+        with pytest.raises(RuntimeError, match=r"store writer failed.*went away"):
+            asyncio.run(driver.checkpoint())
+        assert exits == [1]
+        with pytest.raises(RuntimeError, match="store writer failed"):
+            asyncio.run(driver._process(SimpleNamespace(partition=0, process=lambda *a: {}), []))  # type: ignore[arg-type]
+        assert exits == [1, 1]
+    finally:
+        driver.writer.stop()
