@@ -11,7 +11,8 @@ measured in the same run on the same topic, and printed — never a pass/fail:
   and the same loop over the predictions and the labels topics together (``CEILING 2``,
   the ceiling of the worker's events/s: its input is both);
 - ``consume + decode``: the same loop plus ``AvroCodec.decode`` of every message;
-- ``worker``: ONE ``driftline worker`` subprocess (its own data dir and chDB store) started
+- ``worker``: ONE ``driftline worker`` subprocess (its own data dir and chDB store; the
+  default engine, or ``--engine faust`` for the experimental faust-streaming one) started
   on the already-filled topics; timed from the moment it owns its partitions until its
   Prometheus endpoint shows every input record processed (and the step that processed the
   last ones finished: ClickHouse write included). Rate = predictions / that time (the
@@ -399,14 +400,16 @@ class Worker:
             names.group,
             "--data-dir",
             str(data_dir),
-            "--worker-id",
-            "bench-1",
+            *(["--worker-id", "bench-1"] if args.engine == "confluent" else ["--engine", "faust"]),
             "--metrics-host",
             "127.0.0.1",
             "--metrics-port",
             str(self.port),
-            "--batch-size",
-            str(args.worker_batch_size),
+            *(
+                ["--batch-size", str(args.worker_batch_size)]
+                if args.worker_batch_size is not None
+                else []
+            ),
             "--order-slack-ms",
             str(args.order_slack_ms),
         ]
@@ -794,8 +797,9 @@ def main() -> int:
     parser.add_argument(
         "--worker-batch-size",
         type=int,
-        default=WorkerConfig.batch_size,
-        help=f"worker --batch-size (default: the worker's, {WorkerConfig.batch_size})",
+        default=None,
+        help=f"worker --batch-size (default: the engine's; the default engine's is "
+        f"{WorkerConfig.batch_size})",
     )
     parser.add_argument(
         "--order-slack-ms", type=int, default=500, help="worker --order-slack-ms (default 500)"
@@ -825,6 +829,13 @@ def main() -> int:
         help=f"worker --merge-bucket-ms (default: the worker's, {WorkerConfig.merge_bucket_ms})",
     )
     parser.add_argument(
+        "--engine",
+        choices=("confluent", "faust"),
+        default="confluent",
+        help="worker --engine: confluent (the default engine) or faust (the experimental "
+        "faust-streaming one)",
+    )
+    parser.add_argument(
         "--checkpoint-interval",
         type=float,
         default=None,
@@ -839,8 +850,12 @@ def main() -> int:
         args.backlog_instances < 1
         or args.backlog_rate < 1
         or (args.merge_bucket_ms is not None and args.merge_bucket_ms < 1)
+        or (args.worker_batch_size is not None and args.worker_batch_size < 1)
     ):
-        parser.error("--backlog-rate, --backlog-instances and --merge-bucket-ms must be at least 1")
+        parser.error(
+            "--backlog-rate, --backlog-instances, --merge-bucket-ms and --worker-batch-size "
+            "must be at least 1"
+        )
     if args.merge_bucket_ms is None:
         args.merge_bucket_ms = WorkerConfig.merge_bucket_ms
 
