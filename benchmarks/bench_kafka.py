@@ -798,8 +798,7 @@ def main() -> int:
         "--worker-batch-size",
         type=int,
         default=None,
-        help=f"worker --batch-size (default: the engine's; the default engine's is "
-        f"{WorkerConfig.batch_size})",
+        help=f"worker --batch-size (default: driftline worker's, {WorkerConfig.batch_size})",
     )
     parser.add_argument(
         "--order-slack-ms", type=int, default=500, help="worker --order-slack-ms (default 500)"

@@ -184,7 +184,7 @@ class WorkerConfig:
     names: TopicNames = field(default_factory=TopicNames)
     partitions: int = 4
     replication: int = 1
-    batch_size: int = 20_000
+    batch_size: int = 50_000
     poll_timeout: float = 0.1
     checkpoint_interval: float = 5.0
     order_slack_ms: int = 500
