@@ -10,7 +10,7 @@ two; merged by time buckets (``--merge-bucket-ms``), runs of a bucket's records.
 The same events — 20-feature predictions of one model, one every 432 ms of event time
 (bench_kafka's rate per model), and a label 10 min later for every other one — are fed
 to ``PartitionTask.process`` in steps of 5,000 records (a busy worker takes up to
-``--batch-size``, 20,000, per step; fewer when less has arrived), in
+``--batch-size``, 50,000 by default, per step; fewer when less has arrived), in
 merged orders of different run lengths; printed: µs per prediction, and the ratio
 against the longest runs, measured in the same run (the baseline). No Kafka, no store:
 the processors alone, in this process. The merge itself is measured by bench_kafka

@@ -514,16 +514,15 @@ class FaustDriver:
 
         done = 0
         async with self.lock:
-            if any(
-                (t := self.tasks.get(p)) is not None and (t.dirty or self.pending.get(p))
-                for p in (self.tasks if partitions is None else partitions)
-            ):
+            dirty = [
+                (p, task)
+                for p in sorted(self.tasks if partitions is None else partitions)
+                if (task := self.tasks.get(p)) is not None and (task.dirty or self.pending.get(p))
+            ]
+            if dirty:
                 await self._stored()
             producer_service: Any = self.app.producer  # faust's aiokafka Producer
-            for p in sorted(self.tasks if partitions is None else partitions):
-                task = self.tasks.get(p)
-                if task is None or not (task.dirty or self.pending.get(p)):
-                    continue
+            for p, task in dirty:
                 tid = self._tid(p)
                 producer = producer_service._transaction_producers.get(tid)
                 if producer is None:
