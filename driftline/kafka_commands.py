@@ -308,7 +308,7 @@ def add_kafka_parsers(sub: Any) -> None:
     )
     worker.add_argument("--no-metrics", action="store_true", help="no Prometheus endpoint")
     worker.add_argument(
-        "--batch-size", type=int, default=50_000, help="records per step (default 50000)"
+        "--batch-size", type=positive_int, default=50_000, help="records per step (default 50000)"
     )
     worker.add_argument(
         "--checkpoint-interval",

@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", default="driftline-worker")
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=2_000)
+    parser.add_argument("--batch-size", type=positive_int, default=2_000)
     parser.add_argument("--within", type=float, default=0.05)
     parser.add_argument("--checkpoint-interval", type=float, default=1.0)
     parser.add_argument("--order-slack-ms", type=int, default=500)

@@ -284,3 +284,20 @@ def test_the_faust_engine_refuses_a_merge_bucket_below_one_ms(
         faust_app.main([*argv, "0"])
     assert exc.value.code == 2
     assert "argument --merge-bucket-ms: must be at least 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_worker_refuses_a_batch_size_below_one(value: str, capsys: pytest.CaptureFixture) -> None:
+    """``--batch-size`` (records per step) of either engine: a clear usage error."""
+    from streams import faust_app
+
+    with pytest.raises(SystemExit) as exc:
+        main(["worker", "--bootstrap", "127.0.0.1:1", "--batch-size", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --batch-size:" in err
+    assert ("must be at least 1" in err) if value != "many" else ("expected an integer" in err)
+    with pytest.raises(SystemExit) as exc:
+        faust_app.main(["--bootstrap", "127.0.0.1:1", "--data-dir", ".", "--batch-size", value])
+    assert exc.value.code == 2
+    assert "argument --batch-size:" in capsys.readouterr().err
