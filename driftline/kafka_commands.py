@@ -235,7 +235,6 @@ def _run_faust(args: argparse.Namespace, settings: Any, bootstrap: str) -> int:
     unsupported = [
         flag
         for flag, given in (
-            ("--worker-id", args.worker_id is not None),
             ("--no-create-topics", args.no_create_topics),
             (
                 "a schema registry (DRIFTLINE_SCHEMA_REGISTRY_URL)",
@@ -268,6 +267,8 @@ def _run_faust(args: argparse.Namespace, settings: Any, bootstrap: str) -> int:
     ]
     if args.batch_size is not None:
         argv += ["--batch-size", str(args.batch_size)]
+    if args.worker_id is not None:
+        argv += ["--worker-id", args.worker_id]
     if not args.no_metrics:
         argv += ["--metrics-host", args.metrics_host, "--metrics-port", str(args.metrics_port)]
     return faust_app.main(argv)

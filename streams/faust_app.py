@@ -42,7 +42,7 @@ Where faust itself gets in the way (worked around here, each seen on the test br
 
 - under ``exactly_once`` the table recovery may read nothing after a restart (it takes
   the changelog's end from ``last_stable_offset``, None before a first fetch): the task
-  reads its snapshot from the changelog itself (:meth:`FaustDriver._load_snapshot`);
+  reads its snapshot from the changelog itself (:meth:`FaustDriver._load_snapshots`);
 - a record can be missing from the stream right after a restart (the first record after
   the first ``take_events`` batch, e.g. ``got offset 628, expected 627``); the task
   detects it (the snapshot's offsets) and seeks back, but faust's consumer then drops the
@@ -108,6 +108,7 @@ class FaustDriver:
         batching: str = "take",
         store_linger: float = 0.2,
         store_batch_rows: int = 20_000,
+        worker_id: str | None = None,
     ) -> None:
         import faust
 
@@ -154,6 +155,9 @@ class FaustDriver:
             # the confluent-kafka worker's 10 s: a SIGKILLed member keeps its partitions that long
             broker_session_timeout=10.0,
             broker_heartbeat_interval=1.0,
+            # static membership (the default engine's --worker-id): a restarted worker
+            # rejoins as itself and gets its partitions back without that wait
+            consumer_group_instance_id=worker_id,
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=checkpoint_interval,
             producer_max_request_size=64 * _MIB + 4096,
@@ -297,9 +301,23 @@ class FaustDriver:
         task = self.tasks.get(p)
         if task is not None:
             return task
+        # Every assigned partition without a task is set up now, its snapshot read with the
+        # others' in one pass over the changelog: a consumer per partition cost ~1 s each,
+        # so a restart with 12 partitions spent 12 s here before its first record.
+        assigned = {
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.by_name
+        }
+        todo = sorted(({p} | assigned) - set(self.tasks))
+        # faust's recovery may have read nothing (see _load_snapshots): read them ourselves
+        snapshots = self._load_snapshots(todo)
+        for q in todo:
+            self.tasks[q] = self._new_task(q, snapshots.get(q))
+        return self.tasks[p]
+
+    def _new_task(self, p: int, direct: bytes | None) -> PartitionTask:
+        """Partition ``p``'s task from its last committed snapshot ``direct`` (read from the
+        changelog), or at its inputs' start without one."""
         data = self.table.data.get(str(p).encode())
-        # faust's recovery may have read nothing (see _load_snapshot): read it ourselves
-        direct = self._load_snapshot(p)
         if direct != (bytes(data) if data else None):
             self.counters["table_recovery_wrong"] += 1
             log.warning(
@@ -308,21 +326,20 @@ class FaustDriver:
                 p,
                 "lacks" if not data else "differs from",
             )
-            data = direct
-        if data:
+        if direct:
             task = PartitionTask.from_snapshot(
-                p, self.processor_config, bytes(data), bucket_ms=self.bucket_ms
+                p, self.processor_config, direct, bucket_ms=self.bucket_ms
             )
             log.info("partition %d: restored snapshot at %s", p, _show(task.offsets))
         else:
             start = {t: self._read_watermarks(self.names.name(t), p)[0] for t in INPUT_TOPICS}
             task = PartitionTask(p, self.processor_config, start, bucket_ms=self.bucket_ms)
             log.info("partition %d: no snapshot, starting at %s", p, _show(task.offsets))
-        self.tasks[p] = task
         return task
 
-    def _load_snapshot(self, p: int) -> bytes | None:
-        """The last committed value of key ``p`` in partition ``p`` of the changelog.
+    def _load_snapshots(self, partitions: list[int]) -> dict[int, bytes]:
+        """The last committed value of key ``p`` in partition ``p`` of the changelog, for
+        each of ``partitions`` that has one, read in one pass by one consumer.
 
         Needed because faust's table recovery under ``exactly_once`` takes the changelog's
         end from ``AIOKafkaConsumer.last_stable_offset(tp)``
@@ -334,6 +351,9 @@ class FaustDriver:
         from confluent_kafka import Consumer, KafkaError, TopicPartition
 
         name = self.table.changelog_topic.get_topic_name()
+        found: dict[int, bytes] = {}
+        if not partitions:
+            return found
         reader = Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
@@ -345,24 +365,24 @@ class FaustDriver:
                 "max.partition.fetch.bytes": 128 * _MIB,
             }
         )
-        found: bytes | None = None
+        keys = {str(p).encode(): p for p in partitions}
+        at_end: set[int] = set()
         try:
-            reader.assign([TopicPartition(name, p, 0)])
+            reader.assign([TopicPartition(name, p, 0) for p in partitions])
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                msgs = reader.consume(64, timeout=0.5)
-                eof = False
-                for msg in msgs:
+            while len(at_end) < len(partitions):
+                if time.monotonic() > deadline:
+                    missing = sorted(set(partitions) - at_end)
+                    raise RuntimeError(f"could not read {name}{missing} to its end")
+                for msg in reader.consume(256, timeout=0.5):
                     error = msg.error()
                     if error is not None:
-                        eof = eof or error.code() == KafkaError._PARTITION_EOF
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            at_end.add(msg.partition())
                         continue
-                    if msg.key() == str(p).encode() and msg.value():
-                        found = msg.value()
-                if eof:
-                    break
-            else:
-                raise RuntimeError(f"could not read {name}[{p}] to its end")
+                    p = keys.get(msg.key())
+                    if p == msg.partition() and msg.value():
+                        found[p] = msg.value()
         finally:
             reader.close()
         return found
@@ -627,6 +647,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic-prefix", default="")
     parser.add_argument("--group", default="driftline-worker")
+    parser.add_argument(
+        "--worker-id",
+        help="stable id of this worker (static group membership: a restart gets its "
+        "partitions back at once); default: none",
+    )
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-size", type=positive_int, default=2_000)
@@ -683,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         batching=args.batching,
         store_linger=settings.store_linger_seconds,
         store_batch_rows=settings.store_batch_rows,
+        worker_id=args.worker_id,
     )
     app = driver.app
     if args.metrics_port is not None:

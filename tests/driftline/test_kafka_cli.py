@@ -245,8 +245,8 @@ def test_worker_engine_faust_refuses_what_it_does_not_support(
         "--data-dir",
         str(tmp_path),
     ]
-    assert main([*argv, "--worker-id", "w1"]) == 2
-    assert "--engine faust does not support --worker-id" in capsys.readouterr().err
+    assert main([*argv, "--no-create-topics"]) == 2
+    assert "--engine faust does not support --no-create-topics" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["worker", "--engine", "kafka-streams"])
     assert exc.value.code == 2

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from support.kafka_worker import (
     _RUNNING,
     COMPARED,
@@ -93,6 +94,8 @@ class FaustProcess(WorkerProcess):
         ]
         if self.metrics_port is not None:
             args += ["--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port)]
+        if self.worker_id:
+            args += ["--worker-id", self.worker_id]
         env = {
             **os.environ,
             "DRIFTLINE_WINDOW_SECONDS": "3600",
@@ -205,18 +208,28 @@ def test_faust_app_matches_the_embedded_runtime(
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize("batching", ["take", "events"])
+@pytest.mark.parametrize(("batching", "worker_id"), [("take", "faust-1"), ("events", None)])
 def test_faust_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
     batching: str,
+    worker_id: str | None,
     kafka_bootstrap: str,
     tmp_path: Path,
     data: dict[str, list[dict]],  # noqa: F811
     reference: dict[str, list[str]],  # noqa: F811
 ) -> None:
+    """Killed twice (in the predictions, then in the labels), restarted each time: the store
+    and the outputs equal an uninterrupted run's. With a ``--worker-id`` (static membership)
+    the restarts rejoin as the same member; without one, a new member once the killed one's
+    session has timed out."""
     names = fresh_names()
     ensure_topics(kafka_bootstrap, names, 4, 1)
     worker = FaustProcess(
-        kafka_bootstrap, names, tmp_path / "w", batch_size=150, checkpoint_interval=0.3
+        kafka_bootstrap,
+        names,
+        tmp_path / "w",
+        batch_size=150,
+        checkpoint_interval=0.3,
+        worker_id=worker_id,
     )
     worker.pause = 0.02
     worker.batching = batching
@@ -265,6 +278,9 @@ def test_faust_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
     worker.pause = 0.0
     worker.start()
     wait_processed(kafka_bootstrap, names, [worker], timeout=120)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})  # (kept while it answers)
+    group = admin.describe_consumer_groups([names.group_id])[names.group_id].result(10)
+    assert [m.group_instance_id for m in group.members] == [worker_id]
     assert worker.stop() == 0, worker.log_tail()
     log = worker.log_path.read_text(errors="replace")
     assert "restored snapshot" in log
