@@ -42,6 +42,15 @@ TOPIC_SCHEMAS: dict[Topic, str] = {
     Topic.DEAD_LETTERS: "dead_letter",
 }
 
+# Topics that come from outside driftline (publishers, responders, the training worker), in
+# the order the runtimes merge them (re-exported by streams.topology).
+INPUT_TOPICS: tuple[Topic, ...] = (
+    Topic.PREDICTIONS,
+    Topic.LABELS,
+    Topic.ALERT_ACKS,
+    Topic.MODEL_EVENTS,
+)
+
 # Pseudo-feature names used in drift metrics.
 PREDICTION_FEATURE = "__prediction__"
 DATASET_FEATURE = "__dataset__"

@@ -35,14 +35,13 @@ from detectors.drift import DriftConfig
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
 from schemas.columns import PredictionColumns, PredictionRows, join_groups, merge_runs
 from schemas.native import normalized
-from schemas.topics import Topic
+from schemas.topics import INPUT_TOPICS, Topic
 from streams.dedup import Deduplicator
 from streams.gcpause import gc_paused, raise_young_threshold
 from streams.log import InputLog
 from streams.processor import Emit
 from streams.store import ClickHouseStore, StoreError, StoreWriter
 from streams.topology import (
-    INPUT_TOPICS,
     ProcessorConfig,
     build_processors,
     checkpoint_due,

@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from schemas.codec import AvroCodec, DecodeError
-from schemas.topics import Topic
+from schemas.topics import INPUT_TOPICS, Topic
 from streams.kafka_runtime import (
     _RANK,
     PartitionTask,
@@ -79,7 +79,7 @@ from streams.kafka_runtime import (
 )
 from streams.kafka_topics import TopicNames, ensure_topics
 from streams.store import ClickHouseStore, StoreWriter
-from streams.topology import INPUT_TOPICS, ProcessorConfig
+from streams.topology import ProcessorConfig
 
 log = logging.getLogger("driftline.faust")
 

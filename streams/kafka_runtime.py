@@ -62,14 +62,13 @@ from typing import Any, Final, cast
 
 from schemas.codec import AvroCodec, DecodeError, EncodeError, dead_letter_record
 from schemas.columns import PredictionColumns, join_groups
-from schemas.topics import Topic
+from schemas.topics import INPUT_TOPICS, Topic
 from streams.dedup import Deduplicator
 from streams.gcpause import YOUNG_THRESHOLD, gc_paused, raise_young_threshold
 from streams.kafka_topics import DEFAULT_GROUP, TopicNames, ensure_topics, read_watermarks
 from streams.processor import Emit
 from streams.store import ClickHouseStore, StoreError, StoreWriter
 from streams.topology import (
-    INPUT_TOPICS,
     ProcessorConfig,
     build_processors,
     checkpoint_due,

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from schemas.codec import DEFAULT_MAX_BYTES
-from schemas.topics import Topic
-from streams.topology import INPUT_TOPICS
+from schemas.topics import INPUT_TOPICS, Topic
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -113,7 +112,7 @@ class TopicNames:
 
     @property
     def inputs(self) -> list[str]:
-        """Kafka names of the input topics, in ``streams.topology.INPUT_TOPICS`` order."""
+        """Kafka names of the input topics, in ``schemas.topics.INPUT_TOPICS`` order."""
         return [self.name(t) for t in INPUT_TOPICS]
 
 

@@ -37,14 +37,6 @@ ROUTES: dict[str, tuple[Topic, ...]] = {
     "retrain": (Topic.MODEL_EVENTS, Topic.ALERTS, Topic.PERFORMANCE_METRICS),
 }
 
-# Topics that come from outside driftline (publishers, responders, the training worker).
-INPUT_TOPICS: tuple[Topic, ...] = (
-    Topic.PREDICTIONS,
-    Topic.LABELS,
-    Topic.ALERT_ACKS,
-    Topic.MODEL_EVENTS,
-)
-
 
 def readers(topic: Topic) -> list[str]:
     """Names of the processors that read ``topic``, in a fixed order."""

@@ -59,6 +59,22 @@ def test_report_of_an_unknown_model_exits_2(tmp_path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_building_the_parser_imports_no_processor_library() -> None:
+    """``driftline --help`` (and every command before it runs) builds the whole parser: it
+    must not import the processors' libraries (scipy, river, scikit-learn: ~1.6 s of
+    imports that `streams.kafka_topics` once pulled in through `streams.topology`)."""
+    heavy = ("scipy", "river", "sklearn", "pandas", "streams.topology", "chdb", "fastapi")
+    code = (
+        "import sys\n"
+        "from driftline.cli import build_parser\n"
+        "build_parser()\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_every_command_has_help() -> None:
     for args in (
         ["--help"],
