@@ -43,6 +43,7 @@ import numpy as np
 from proc_cpu import proc_cpu_seconds
 
 from detectors.profile import ReferenceProfile
+from driftline.publisher import DEFAULT_BATCH_SIZE
 from schemas.codec import AvroCodec
 from schemas.topics import Topic
 
@@ -359,8 +360,15 @@ def main() -> None:
     parser.add_argument(
         "--http-events", type=int, default=50_000, help="predictions through the SDK + HTTP API"
     )
-    parser.add_argument("--batch", type=int, default=1_000, help="events per publish / request")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"events per publish / request (default: the SDK's batch_size, {DEFAULT_BATCH_SIZE})",
+    )
     args = parser.parse_args()
+    if args.batch < 1 or args.events < 1 or args.http_events < 0:
+        parser.error("--batch and --events must be at least 1, --http-events at least 0")
     now = int(time.time() * 1000)
     t0 = now - now % HOUR - 72 * HOUR
     print(

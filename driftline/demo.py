@@ -217,7 +217,7 @@ def run(
     label_idx = np.flatnonzero(labelled)[order]
     next_label = 0
     malformed = 0
-    pub = Publisher(url, batch_size=1_000)
+    pub = Publisher(url)
     columns = list(x)
     with Progress(
         TextColumn("[progress.description]{task.description}"),

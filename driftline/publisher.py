@@ -9,8 +9,10 @@
         ...
         pub.label(pid, "churn", label=1.0)       # hours later, from another process even
 
-Events are buffered and sent in batches (``batch_size`` events, or ``flush()``),
-with retries and exponential back-off on connection errors, 429 and 5xx. A full batch
+Events are buffered and sent in batches (``batch_size`` events, 5,000 by default; or
+once the oldest has waited ``linger`` seconds, 1 s by default; or ``flush()``), with
+retries and exponential back-off on connection errors, 429 and 5xx. A batch the server
+finds too large (413: its ``max_batch_size`` or ``max_body_bytes``) is sent in halves. A full batch
 is sent by a background thread while the caller goes on (one request in flight, in
 order); a batch that finally fails raises :class:`PublishError` from the next call that
 sends (``predict``, ``label`` or ``flush``), and its events go back into the buffer.
@@ -42,8 +44,8 @@ import json
 import logging
 import math
 import os
+import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,6 +61,16 @@ from schemas.native import NATIVE, driftline_native
 logger = logging.getLogger(__name__)
 
 FeatureValue = float | int | str | bool | None
+
+
+DEFAULT_BATCH_SIZE: Final = 5_000
+"""Events per request by default. The API's cost per request (HTTP, the log's sync, GIL
+handoffs between its threads) is paid once per batch: through ``driftline serve`` 5,000 per
+request read ~1.7x the events/s of 1,000 (benchmarks/bench_embedded.py); the server takes up
+to ``max_batch_size`` (10,000) events and ``max_body_bytes`` (10 MiB) per request."""
+
+DEFAULT_LINGER: Final = 1.0
+"""Seconds an event waits in a partly filled batch, by default, before the batch is sent."""
 
 
 class PublishError(Exception):
@@ -101,7 +113,11 @@ class Publisher:
     token
         Bearer token with the ``publisher`` (or ``admin``) role; None when the API is open.
     batch_size
-        Events buffered per topic before a request is sent.
+        Events buffered per topic before a request is sent (:data:`DEFAULT_BATCH_SIZE`).
+    linger
+        Seconds the oldest buffered event of a topic waits before its partly filled batch
+        is sent anyway (:data:`DEFAULT_LINGER`), by a timer thread when ``background``,
+        else at the next call; None: only full batches and ``flush()``.
     max_retries
         Attempts after the first, for connection errors, 429 and 5xx.
     backoff
@@ -124,7 +140,8 @@ class Publisher:
         url: str = "http://127.0.0.1:8000",
         token: str | None = None,
         *,
-        batch_size: int = 500,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        linger: float | None = DEFAULT_LINGER,
         max_retries: int = 8,
         backoff: float = 0.2,
         timeout: float = 30.0,
@@ -134,6 +151,8 @@ class Publisher:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if linger is not None and not linger > 0:  # (NaN too)
+            raise ValueError(f"linger must be a positive number of seconds or None, got {linger}")
         if encoding not in ("auto", "avro", "json"):
             raise ValueError(f"encoding must be 'auto', 'avro' or 'json', got {encoding!r}")
         self._codec: Any = None  # schemas.codec.AvroCodec when sending Avro
@@ -157,6 +176,19 @@ class Publisher:
         )
         # the request in flight: (kind, its events, its answer)
         self._in_flight: tuple[str, list[dict[str, Any]], Future[httpx.Response]] | None = None
+        self._position = 0  # the highest log position of an answer (events before it accepted)
+        self._waited = 0  # everything before it is known processed (a wait's answer)
+        self.linger = linger
+        self._lock = threading.RLock()  # the buffers: the caller's thread and the linger timer's
+        self._since: dict[str, float] = {}  # kind -> when its oldest buffered event came
+        self._deferred: PublishError | None = None  # a linger send's failure, for the caller
+        self._closed = threading.Event()
+        self._lingerer: threading.Thread | None = None
+        if linger is not None and background:
+            self._lingerer = threading.Thread(
+                target=self._linger_loop, name="driftline-publisher-linger", daemon=True
+            )
+            self._lingerer.start()
 
     @property
     def encoding(self) -> Literal["avro", "json"]:
@@ -177,9 +209,10 @@ class Publisher:
         scores: Mapping[str, float] | None = None,
         segment: Mapping[str, str] | None = None,
     ) -> str:
-        """Buffer one prediction; returns its ``prediction_id`` (generated if not given)."""
+        """Buffer one prediction; returns its ``prediction_id`` (when not given, a random
+        one: 32 hex digits)."""
         prediction = _target("prediction", prediction)
-        pid = prediction_id or uuid.uuid4().hex
+        pid = prediction_id or os.urandom(16).hex()  # (as random as uuid4, 4x cheaper)
         event: dict[str, Any] = {
             "prediction_id": pid,
             "model_name": model_name,
@@ -358,33 +391,94 @@ class Publisher:
             self._add("labels", event, plain)
 
     def _add(self, kind: str, event: dict[str, Any], plain: bool = False) -> None:
-        buf = self._buffers[kind]
-        if not plain:
-            self._unchecked.add(kind)  # the batch's body must be checked before msgspec
-        buf.append(event)
-        if len(buf) >= self.batch_size:
-            self._send(kind)
+        with self._lock:
+            buf = self._buffers[kind]
+            if not buf:
+                self._since[kind] = time.monotonic()
+            if not plain:
+                self._unchecked.add(kind)  # the batch's body must be checked before msgspec
+            buf.append(event)
+            self._raise_deferred()
+            if len(buf) >= self.batch_size or self._stale(kind):
+                self._send(kind)
 
     def _add_encoded(self, kind: str, payloads: list[bytes], model_name: str) -> None:
         """Buffer events already encoded (single-object Avro), sending full batches."""
-        start = 0
-        while start < len(payloads):
-            buf = self._buffers[kind]
-            room = max(self.batch_size - len(buf), 1)
-            buf.extend(payloads[start : start + room])
-            start += room
-            if len(buf) >= self.batch_size:
+        with self._lock:
+            start = 0
+            while start < len(payloads):
+                buf = self._buffers[kind]
+                if not buf:
+                    self._since[kind] = time.monotonic()
+                room = max(self.batch_size - len(buf), 1)
+                buf.extend(payloads[start : start + room])
+                start += room
+                self._raise_deferred()
+                if len(buf) >= self.batch_size:
+                    self._send(kind)
+            if self._stale(kind):
                 self._send(kind)
+
+    def _stale(self, kind: str) -> bool:
+        """The oldest buffered event of ``kind`` has waited ``linger`` seconds."""
+        since = self._since.get(kind)
+        return (
+            self.linger is not None
+            and since is not None
+            and time.monotonic() - since >= self.linger
+        )
+
+    def _raise_deferred(self) -> None:
+        """Raise the failure of a batch the linger timer sent (its events are buffered)."""
+        if self._deferred is not None:
+            failure, self._deferred = self._deferred, None
+            raise failure
+
+    def _linger_loop(self) -> None:
+        """Settle the answered request in flight, then send partly filled batches whose
+        oldest event has waited ``linger`` seconds; a failure (its events back in the
+        buffer) is raised to the caller's next call. Never waits for a request."""
+        assert self.linger is not None
+        while not self._closed.wait(min(self.linger / 4, 0.25)):
+            with self._lock:
+                in_flight = self._in_flight
+                if self._closed.is_set() or self._deferred is not None:
+                    continue
+                if in_flight is not None and not in_flight[2].done():
+                    continue
+                try:
+                    self._settle()
+                    for kind in ("predictions", "labels"):  # (predictions first, as in flush)
+                        if self._stale(kind):
+                            self._send(kind)
+                except PublishError as exc:
+                    self._deferred = exc
 
     # -- sending --------------------------------------------------------------------------
 
     def flush(self, *, wait: bool = False) -> PublishReport:
         """Send everything buffered (predictions first, so labels find them) and return once
         the server has answered; with ``wait``, once it has also processed it."""
-        self._send("predictions", wait=wait)
-        self._send("labels", wait=wait)
-        self._settle()
-        return self.report
+        with self._lock:
+            self._raise_deferred()
+            self._send("predictions", wait=wait)
+            self._send("labels", wait=wait)
+            self._settle()
+            if wait and self._position > self._waited:
+                # batches sent before (full ones, or by the linger timer) without waiting
+                self._wait_processed(self._position)
+            return self.report
+
+    def _wait_processed(self, position: int) -> None:
+        """Ask the server to wait until everything before ``position`` is processed."""
+        try:
+            resp = self._client.get("/v1/processed", params={"position": position})
+        except httpx.TransportError as exc:
+            raise PublishError(f"cannot reach {self._client.base_url}: {exc}") from None
+        if resp.status_code != 200:
+            raise PublishError(f"GET /v1/processed answered {resp.status_code}: {_detail(resp)}")
+        if resp.json().get("processed"):
+            self._waited = max(self._waited, position)
 
     def _send(self, kind: str, *, wait: bool = False) -> None:
         if not self._buffers[kind]:
@@ -392,6 +486,7 @@ class Publisher:
         self._settle()  # one request in flight, in order; raises the last one's failure
         events = self._buffers[kind]
         self._buffers[kind] = []
+        self._since.pop(kind, None)
         params = {"wait": "true"} if wait else None
         body, headers = self._body(kind, events)  # once
         if self._sender is None or wait:
@@ -433,6 +528,7 @@ class Publisher:
     def _keep(self, kind: str, events: list[dict[str, Any]]) -> None:
         """Put a failed batch back in front of the buffer, for a later flush."""
         self._buffers[kind] = events + self._buffers[kind]
+        self._since[kind] = time.monotonic()  # (sent again by the timer after linger)
         self._unchecked.add(kind)  # (checked again when it is re-encoded)
 
     def _settle(self) -> None:
@@ -469,6 +565,9 @@ class Publisher:
             else:
                 if resp.status_code in (200, 202, 422):
                     return resp
+                if resp.status_code == 413 and len(events) > 1:
+                    # Over the server's max_batch_size or max_body_bytes: in halves.
+                    return self._post_halves(kind, events, params)
                 if resp.status_code == 415 and headers is _AVRO_BATCH_HEADERS:
                     # A server without Avro batches: JSON from now on (not a retry).
                     logger.warning(
@@ -492,6 +591,29 @@ class Publisher:
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
+    def _post_halves(
+        self, kind: str, events: list[dict[str, Any]], params: dict[str, str] | None
+    ) -> httpx.Response:
+        """:meth:`_post` of each half of a batch; one answer for both (indices of rejected
+        events counted from the start of the whole batch)."""
+        half = len(events) // 2
+        combined: dict[str, Any] = {"accepted": 0, "rejected": [], "position": None}
+        processed = []
+        for offset, part in ((0, events[:half]), (half, events[half:])):
+            body, headers = self._body(kind, part)
+            answer = self._post(kind, part, body, headers, params).json()
+            combined["accepted"] += int(answer.get("accepted", 0))
+            combined["rejected"].extend(
+                {**r, "index": int(r["index"]) + offset} for r in answer.get("rejected", [])
+            )
+            if type(answer.get("position")) is int:
+                combined["position"] = max(combined["position"] or 0, answer["position"])
+                processed.append(answer.get("processed"))
+        if processed:
+            combined["processed"] = all(processed)
+        self.report.requests += 1  # (the other half; _record counts one)
+        return httpx.Response(202 if combined["accepted"] else 422, json=combined)
+
     def _record(self, resp: httpx.Response) -> None:
         self.report.requests += 1
         try:
@@ -502,9 +624,17 @@ class Publisher:
             ) from None
         self.report.accepted += int(body.get("accepted", 0))
         self.report.rejected.extend(body.get("rejected", []))
+        position = body.get("position")
+        if type(position) is int:
+            self._position = max(self._position, position)
+            if body.get("processed"):
+                self._waited = max(self._waited, position)
 
     def close(self) -> None:
         """Flush, then close the connection."""
+        self._closed.set()
+        if self._lingerer is not None:
+            self._lingerer.join()
         try:
             self.flush()
         finally:

@@ -348,6 +348,16 @@ class RejectedEvent(BaseModel):
     reason: str = Field(description="Why, naming the field where known.")
 
 
+class ProcessedResult(BaseModel):
+    """Whether the events before a log position are processed."""
+
+    position: int = Field(description="The log position asked about.")
+    processed: bool = Field(
+        description="Whether everything before it was processed and stored (waited for "
+        "up to the API's wait timeout)."
+    )
+
+
 class IngestResult(BaseModel):
     """Outcome of a publish request."""
 
@@ -1448,6 +1458,32 @@ def create_app(
             raise _error(422, f"the model event was rejected: {reasons}")
         done = bool(runtime.wait_for(int(result.position), wait_timeout))
         return {"event_id": record["event_id"], "position": int(result.position), "processed": done}
+
+    @app.get(
+        "/v1/processed",
+        response_model=ProcessedResult,
+        responses=_responses(401, 403, 422),
+        tags=["ingest"],
+        summary="Wait until the events before a log position are processed",
+    )
+    def get_processed(
+        _: Annotated[Principal, Depends(publish)],
+        position: Annotated[
+            int,
+            Query(
+                ge=0,
+                description="A 'position' from publish answers: waits (at most "
+                f"{wait_timeout:g} s) until every event before it is processed and stored.",
+            ),
+        ],
+    ) -> dict[str, Any]:
+        """What ``?wait=true`` does, for events already accepted (e.g. sent earlier by a
+        publisher's background thread)."""
+        log = getattr(runtime, "log", None)
+        end = getattr(log, "end", None)
+        if isinstance(end, int) and position > end:
+            raise _error(422, f"position {position} is beyond the log's end ({end})")
+        return {"position": position, "processed": bool(runtime.wait_for(position, wait_timeout))}
 
     # ---------------------------------------------------------------- queries
 

@@ -7,9 +7,11 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
+import httpx
 import pytest
 import uvicorn
 from support.serve import running_api
@@ -670,3 +672,150 @@ def test_label_many_sends_what_label_sends_row_by_row(encoding: str) -> None:
     with pytest.raises(ValueError, match="1 timestamps for 2 labels"):
         many.label_many(["a", "b"], "m", [1, 2], timestamps=[5])
     assert len(many._buffers["labels"]) == 43  # the failed calls buffered nothing
+
+
+class _Recorder(_FakeServer):
+    """Accepts everything; records each request's prediction ids (and refuses, with 400,
+    the requests whose first id starts with "refuse")."""
+
+    batches: ClassVar[list[list[str]]] = []
+
+    def answer(self, content_type: str, data: bytes) -> tuple[int, dict]:
+        ids = [e["prediction_id"] for e in body_events(content_type, data)]
+        self.batches.append(ids)
+        if ids[0].startswith("refuse"):
+            return 400, {"detail": "refused"}
+        return 202, {"accepted": len(ids), "rejected": [], "position": 1}
+
+
+@pytest.fixture
+def recorder() -> Iterator[str]:
+    _Recorder.batches = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def test_a_partly_filled_batch_goes_out_once_its_oldest_event_has_lingered(recorder) -> None:
+    pub = Publisher(recorder, batch_size=1_000, linger=0.2)
+    ids = [pub.predict("m", "1", {"x": float(i)}, prediction=1.0) for i in range(3)]
+    sent = time.monotonic()
+    # no flush: the timer thread sends the three once the first has waited 0.2 s
+    assert _wait_for(lambda: _Recorder.batches == [ids])
+    assert time.monotonic() - sent >= 0.15
+    assert pub._buffers["predictions"] == []
+    pub.close()
+    assert _Recorder.batches == [ids] and pub.report.accepted == 3
+
+
+def test_without_linger_only_full_batches_and_flush_send(recorder) -> None:
+    pub = Publisher(recorder, batch_size=1_000, linger=None)
+    ids = [pub.predict("m", "1", {"x": float(i)}, prediction=1.0) for i in range(3)]
+    time.sleep(0.5)
+    assert _Recorder.batches == []
+    pub.flush()
+    assert _Recorder.batches == [ids]
+    pub.close()
+
+
+def test_without_the_background_thread_a_stale_batch_goes_at_the_next_call(recorder) -> None:
+    pub = Publisher(recorder, batch_size=1_000, linger=0.05, background=False)
+    first = pub.predict("m", "1", {"x": 1.0}, prediction=1.0)
+    time.sleep(0.2)
+    assert _Recorder.batches == []  # no thread of its own: nothing is sent behind the caller
+    second = pub.predict("m", "1", {"x": 2.0}, prediction=1.0)
+    assert _Recorder.batches == [[first, second]]
+    pub.close()
+
+
+def test_a_lingered_batch_that_fails_raises_at_the_next_call_and_loses_nothing(
+    recorder,
+) -> None:
+    pub = Publisher(recorder, batch_size=1_000, linger=0.1)
+    pub.predict("m", "1", {"x": 1.0}, prediction=1.0, prediction_id="refuse-1")
+    # the timer sends it and it is refused (400, not retried) ...
+    assert _wait_for(lambda: _Recorder.batches == [["refuse-1"]])
+    assert _wait_for(lambda: pub._deferred is not None)
+    # ... the caller hears of it at its next call, and the event is back in the buffer
+    with pytest.raises(PublishError, match="answered 400: refused"):
+        pub.predict("m", "1", {"x": 2.0}, prediction=1.0, prediction_id="p2")
+    assert [e["prediction_id"] for e in pub._buffers["predictions"]] == ["refuse-1", "p2"]
+    pub._buffers["predictions"][0]["prediction_id"] = "p1"  # (the server takes it now)
+    assert pub.flush().accepted == 2
+    pub.close()
+
+
+@pytest.mark.parametrize("linger", [0, -1.0, float("nan")])
+def test_linger_must_be_positive_or_none(linger: float) -> None:
+    with pytest.raises(ValueError, match="linger must be a positive number of seconds or None"):
+        Publisher("http://127.0.0.1:9", linger=linger)
+
+
+@pytest.mark.parametrize("encoding", ["avro", "json"])
+def test_a_batch_over_the_servers_limit_goes_in_halves(
+    tmp_path, chdb_client, ch_database, encoding
+) -> None:
+    """The real API with max_batch_size=4: a batch of 10 (one of them invalid) is refused
+    with 413, sent again in halves (5: again 413, so 2 + 3), everything valid stored and
+    the invalid event reported at its index in the whole batch (a time out of range)."""
+    with running_api(tmp_path, chdb_client, ch_database, max_batch_size=4) as (url, runtime):
+        pub = Publisher(url, batch_size=10, encoding=encoding, linger=None)
+        for i in range(10):
+            # event 7's time is in the year 33658: the server rejects that one (422 for it)
+            pub.predict(
+                "m",
+                "1",
+                {"x": float(i)},
+                prediction=1.0,
+                prediction_id=f"p{i}",
+                timestamp=10**15 if i == 7 else None,
+            )
+        report = pub.flush(wait=True)
+        pub.close()
+        assert report.accepted == 9
+        assert [r["index"] for r in report.rejected] == [7]
+        assert runtime.store.counts()["predictions"] == 9
+
+
+def test_one_event_over_the_servers_limit_is_a_clear_error(
+    tmp_path, chdb_client, ch_database
+) -> None:
+    with running_api(tmp_path, chdb_client, ch_database, max_body_bytes=64) as (url, _runtime):
+        pub = Publisher(url, batch_size=10, linger=None)
+        pub.predict("m", "1", {"x": 1.0}, prediction=1.0)
+        with pytest.raises(PublishError, match="answered 413"):
+            pub.flush()
+        assert len(pub._buffers["predictions"]) == 1  # kept for a later flush
+
+
+def test_flush_wait_also_waits_for_batches_sent_before(tmp_path, chdb_client, ch_database) -> None:
+    """Every batch went out full (from the background thread, without ?wait): flush(wait=True)
+    has nothing left to send, and still returns only once the server has processed and
+    stored them (GET /v1/processed, the highest position of the answers)."""
+    with running_api(tmp_path, chdb_client, ch_database) as (url, runtime):
+        pub = Publisher(url, batch_size=3, linger=None)
+        for i in range(6):
+            pub.predict("m", "1", {"x": float(i)}, prediction=1.0, prediction_id=f"p{i}")
+        assert pub._buffers["predictions"] == []
+        pub.flush(wait=True)
+        assert runtime.store.counts()["predictions"] == 6
+        pub.close()
+        with httpx.Client(base_url=url) as client:
+            beyond = client.get("/v1/processed", params={"position": 10**12})
+            assert beyond.status_code == 422
+            assert "beyond the log's end" in beyond.json()["detail"]
+            assert client.get("/v1/processed", params={"position": -1}).status_code == 422
+            done = client.get("/v1/processed", params={"position": pub._position})
+            assert done.json() == {"position": pub._position, "processed": True}

@@ -342,6 +342,7 @@ def test_unknown_route_is_a_json_404(client: TestClient) -> None:
 ROUTES = [
     ("POST", "/v1/predictions", {"publisher", "admin"}),
     ("POST", "/v1/labels", {"publisher", "admin"}),
+    ("GET", "/v1/processed?position=0", {"publisher", "admin"}),
     ("GET", "/v1/models", {"publisher", "responder", "admin"}),
     ("GET", "/v1/models/churn/drift", {"publisher", "responder", "admin"}),
     ("GET", "/v1/alerts", {"publisher", "responder", "admin"}),
