@@ -9,10 +9,11 @@
         ...
         pub.label(pid, "churn", label=1.0)       # hours later, from another process even
 
-Events are buffered and sent in batches (``batch_size`` events, 5,000 by default; or
+Events are buffered and sent in batches (``batch_size`` events, 10,000 by default; or
 once the oldest has waited ``linger`` seconds, 1 s by default; or ``flush()``), with
 retries and exponential back-off on connection errors, 429 and 5xx. A batch the server
-finds too large (413: its ``max_batch_size`` or ``max_body_bytes``) is sent in halves. A full batch
+finds too large (413: its ``max_batch_size`` or ``max_body_bytes``) is sent in halves,
+and the following batches are that much smaller. A full batch
 is sent by a background thread while the caller goes on (one request in flight, in
 order); a batch that finally fails raises :class:`PublishError` from the next call that
 sends (``predict``, ``label`` or ``flush``), and its events go back into the buffer.
@@ -63,11 +64,12 @@ logger = logging.getLogger(__name__)
 FeatureValue = float | int | str | bool | None
 
 
-DEFAULT_BATCH_SIZE: Final = 5_000
-"""Events per request by default. The API's cost per request (HTTP, the log's sync, GIL
-handoffs between its threads) is paid once per batch: through ``driftline serve`` 5,000 per
-request read ~1.7x the events/s of 1,000 (benchmarks/bench_embedded.py); the server takes up
-to ``max_batch_size`` (10,000) events and ``max_body_bytes`` (10 MiB) per request."""
+DEFAULT_BATCH_SIZE: Final = 10_000
+"""Events per request by default: the API's default ``max_batch_size``. Its cost per
+request (HTTP, the log's sync, GIL handoffs between its threads) is paid once per batch:
+through ``driftline serve``, requests of 5,000 read ~1.7x the events/s of 1,000, and of
+10,000 up to ~1.3x more (benchmarks/bench_embedded.py). A server that takes fewer events or
+bytes per request answers 413, and the publisher goes on with batches half as large."""
 
 DEFAULT_LINGER: Final = 1.0
 """Seconds an event waits in a partly filled batch, by default, before the batch is sent."""
@@ -597,6 +599,14 @@ class Publisher:
         """:meth:`_post` of each half of a batch; one answer for both (indices of rejected
         events counted from the start of the whole batch)."""
         half = len(events) // 2
+        if half < self.batch_size:
+            logger.warning(
+                "%s refused %d events in one request (413); sending batches of %d",
+                self._client.base_url,
+                len(events),
+                half,
+            )
+            self.batch_size = half  # (read by the caller's thread: one atomic store)
         combined: dict[str, Any] = {"accepted": 0, "rejected": [], "position": None}
         processed = []
         for offset, part in ((0, events[:half]), (half, events[half:])):

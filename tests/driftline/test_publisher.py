@@ -769,7 +769,8 @@ def test_a_batch_over_the_servers_limit_goes_in_halves(
 ) -> None:
     """The real API with max_batch_size=4: a batch of 10 (one of them invalid) is refused
     with 413, sent again in halves (5: again 413, so 2 + 3), everything valid stored and
-    the invalid event reported at its index in the whole batch (a time out of range)."""
+    the invalid event reported at its index in the whole batch (a time out of range); the
+    publisher's later batches are no larger than what was taken."""
     with running_api(tmp_path, chdb_client, ch_database, max_batch_size=4) as (url, runtime):
         pub = Publisher(url, batch_size=10, encoding=encoding, linger=None)
         for i in range(10):
@@ -787,6 +788,7 @@ def test_a_batch_over_the_servers_limit_goes_in_halves(
         assert report.accepted == 9
         assert [r["index"] for r in report.rejected] == [7]
         assert runtime.store.counts()["predictions"] == 9
+        assert pub.batch_size == 2  # 10 refused, then 5: later batches fit at once
 
 
 def test_one_event_over_the_servers_limit_is_a_clear_error(
