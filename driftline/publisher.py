@@ -47,6 +47,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -187,8 +188,12 @@ class Publisher:
         self._closed = threading.Event()
         self._lingerer: threading.Thread | None = None
         if linger is not None and background:
+            # (holds the publisher weakly: one dropped without close() is still collected)
             self._lingerer = threading.Thread(
-                target=self._linger_loop, name="driftline-publisher-linger", daemon=True
+                target=_linger_loop,
+                args=(weakref.ref(self), self._closed, min(linger / 4, 0.25)),
+                name="driftline-publisher-linger",
+                daemon=True,
             )
             self._lingerer.start()
 
@@ -436,25 +441,23 @@ class Publisher:
             failure, self._deferred = self._deferred, None
             raise failure
 
-    def _linger_loop(self) -> None:
+    def _linger_tick(self) -> None:
         """Settle the answered request in flight, then send partly filled batches whose
         oldest event has waited ``linger`` seconds; a failure (its events back in the
         buffer) is raised to the caller's next call. Never waits for a request."""
-        assert self.linger is not None
-        while not self._closed.wait(min(self.linger / 4, 0.25)):
-            with self._lock:
-                in_flight = self._in_flight
-                if self._closed.is_set() or self._deferred is not None:
-                    continue
-                if in_flight is not None and not in_flight[2].done():
-                    continue
-                try:
-                    self._settle()
-                    for kind in ("predictions", "labels"):  # (predictions first, as in flush)
-                        if self._stale(kind):
-                            self._send(kind)
-                except PublishError as exc:
-                    self._deferred = exc
+        with self._lock:
+            in_flight = self._in_flight
+            if self._closed.is_set() or self._deferred is not None:
+                return
+            if in_flight is not None and not in_flight[2].done():
+                return
+            try:
+                self._settle()
+                for kind in ("predictions", "labels"):  # (predictions first, as in flush)
+                    if self._stale(kind):
+                        self._send(kind)
+            except PublishError as exc:
+                self._deferred = exc
 
     # -- sending --------------------------------------------------------------------------
 
@@ -657,6 +660,19 @@ class Publisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _linger_loop(
+    publisher: weakref.ReferenceType[Publisher], closed: threading.Event, tick: float
+) -> None:
+    """The linger timer's thread: :meth:`Publisher._linger_tick` every ``tick`` seconds
+    until the publisher is closed or collected."""
+    while not closed.wait(tick):
+        pub = publisher()
+        if pub is None:
+            return
+        pub._linger_tick()
+        del pub
 
 
 _JSON_HEADERS: Final = {"Content-Type": "application/json"}

@@ -821,3 +821,17 @@ def test_flush_wait_also_waits_for_batches_sent_before(tmp_path, chdb_client, ch
             assert client.get("/v1/processed", params={"position": -1}).status_code == 422
             done = client.get("/v1/processed", params={"position": pub._position})
             assert done.json() == {"position": pub._position, "processed": True}
+
+
+def test_a_publisher_dropped_without_close_is_collected_and_its_timer_ends() -> None:
+    import gc
+    import weakref
+
+    pub = Publisher("http://127.0.0.1:9", linger=0.05)
+    timer, ref = pub._lingerer, weakref.ref(pub)
+    assert timer is not None and timer.is_alive()
+    del pub
+    gc.collect()
+    assert ref() is None  # the timer thread holds it weakly
+    timer.join(5)
+    assert not timer.is_alive()
