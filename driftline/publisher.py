@@ -406,7 +406,7 @@ class Publisher:
                 self._unchecked.add(kind)  # the batch's body must be checked before msgspec
             buf.append(event)
             self._raise_deferred()
-            if len(buf) >= self.batch_size or self._stale(kind):
+            if len(buf) >= self.batch_size or (self._lingerer is None and self._stale(kind)):
                 self._send(kind)
 
     def _add_encoded(self, kind: str, payloads: list[bytes], model_name: str) -> None:
@@ -423,11 +423,12 @@ class Publisher:
                 self._raise_deferred()
                 if len(buf) >= self.batch_size:
                     self._send(kind)
-            if self._stale(kind):
+            if self._lingerer is None and self._stale(kind):
                 self._send(kind)
 
     def _stale(self, kind: str) -> bool:
-        """The oldest buffered event of ``kind`` has waited ``linger`` seconds."""
+        """The oldest buffered event of ``kind`` has waited ``linger`` seconds (checked by
+        the timer thread, or by each call when there is none)."""
         since = self._since.get(kind)
         return (
             self.linger is not None
