@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import string
+from typing import Final
 
 
 class UsageError(Exception):
@@ -20,3 +22,16 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+_MEMBER_ID_CHARS: Final = frozenset(string.ascii_letters + string.digits + "._-")
+
+
+def member_id(text: str) -> str:
+    """``argparse`` type of a worker's static group member id (Kafka's
+    ``group.instance.id``): 1-249 of ``a-z A-Z 0-9 . _ -``, as Kafka checks it."""
+    if not text or len(text) > 249 or not set(text) <= _MEMBER_ID_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"must be 1-249 letters, digits, '.', '_' or '-', got {text!r}"
+        )
+    return text

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from driftline.errors import UsageError, positive_int
+from driftline.errors import UsageError, member_id, positive_int
 
 
 class RuntimeFailure(UsageError):
@@ -297,6 +297,7 @@ def add_kafka_parsers(sub: Any) -> None:
     )
     worker.add_argument(
         "--worker-id",
+        type=member_id,
         help="stable id of this worker (static group membership: a restart gets its "
         "partitions back at once); default: none",
     )

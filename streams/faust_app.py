@@ -639,7 +639,7 @@ def _show(offsets: Mapping[Topic, int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from driftline.errors import positive_int
+    from driftline.errors import member_id, positive_int
 
     parser = argparse.ArgumentParser(
         prog="python -m streams.faust_app", description=__doc__.split("\n")[0]
@@ -649,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", default="driftline-worker")
     parser.add_argument(
         "--worker-id",
+        type=member_id,
         help="stable id of this worker (static group membership: a restart gets its "
         "partitions back at once); default: none",
     )

@@ -301,3 +301,35 @@ def test_worker_refuses_a_batch_size_below_one(value: str, capsys: pytest.Captur
         faust_app.main(["--bootstrap", "127.0.0.1:1", "--data-dir", ".", "--batch-size", value])
     assert exc.value.code == 2
     assert "argument --batch-size:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["", "worker 1", "w/1", "x" * 250])
+def test_worker_refuses_a_worker_id_kafka_would(value: str, capsys: pytest.CaptureFixture) -> None:
+    """``--worker-id`` (Kafka's group.instance.id) of either engine: 1-249 of a-z A-Z 0-9 . _ -;
+    anything else a clear usage error instead of the broker refusing the member later."""
+    from streams import faust_app
+
+    for run in (
+        lambda: main(["worker", "--bootstrap", "127.0.0.1:1", "--worker-id", value]),
+        lambda: faust_app.main(
+            ["--bootstrap", "127.0.0.1:1", "--data-dir", "x", "--worker-id", value]
+        ),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            run()
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --worker-id: must be 1-249 letters, digits" in err
+
+
+def test_worker_engine_faust_passes_the_worker_id_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams import faust_app
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(faust_app, "main", lambda argv: seen.append(argv) or 0)
+    argv = ["worker", "--engine", "faust", "--bootstrap", "127.0.0.1:1"]
+    assert main([*argv, "--data-dir", str(tmp_path), "--worker-id", "pod-0.a_b"]) == 0
+    i = seen[0].index("--worker-id")
+    assert seen[0][i + 1] == "pod-0.a_b"
