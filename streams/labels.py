@@ -19,7 +19,7 @@ import itertools
 import math
 import operator
 import pickle
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +29,7 @@ import numpy as np
 from detectors.concept import ConceptDriftDetector
 from schemas.columns import PredictionColumns
 from schemas.topics import Topic
+from streams.pending import PendingPredictions, check_id, check_timestamp
 from streams.processor import Emit, invalid, stable_id
 
 Task = Literal["classification", "regression"]
@@ -44,7 +45,8 @@ _PENDING_PREDICTION = operator.itemgetter(3)
 _SAFE_MS = 1 << 61  # times a run's int64 arithmetic handles without overflow (± ~73M years)
 ModelVersion = tuple[str, str]
 
-_SNAPSHOT_VERSION = 1
+# 2: the waiting predictions as ``PendingPredictions.state()`` (1: an OrderedDict; still read)
+_SNAPSHOT_VERSION = 2
 
 
 @dataclass
@@ -122,20 +124,6 @@ class _Window:
         return out
 
 
-def _pending(model: str, version: str, timestamps: list[int], predictions: list[Any]) -> list:
-    """The waiting-prediction values ``(model, version, ts, prediction)`` of a batch of one
-    model version, in order."""
-    return list(
-        zip(
-            itertools.repeat(model),
-            itertools.repeat(version),
-            timestamps,
-            predictions,
-            strict=False,
-        )
-    )
-
-
 def _class(value: Any) -> str:
     """Class labels compare as text; 1, 1.0 and "1" are the same class."""
     if type(value) is str:  # the common case
@@ -194,6 +182,7 @@ class LabelJoinProcessor:
         detector_params: Mapping[str, Any] | None = None,
         tasks: Mapping[str, Task] | None = None,
         positive_labels: Mapping[str, str] | None = None,
+        native: bool | None = None,
     ) -> None:
         if ttl_ms <= 0 or max_pending <= 0 or window_ms <= 0 or allowed_lateness_ms < 0:
             raise ValueError(
@@ -209,7 +198,8 @@ class LabelJoinProcessor:
         self.tasks: dict[str, Task] = dict(tasks or {})
         self.positive_labels = dict(positive_labels or {})
         # prediction_id -> (model, version, timestamp, prediction); insertion order ~ arrival
-        self._predictions: OrderedDict[str, tuple[str, str, int, Any]] = OrderedDict()
+        self._native = native
+        self._predictions = PendingPredictions(native=native)
         # prediction_id -> label record waiting for its prediction
         self._labels: OrderedDict[str, dict] = OrderedDict()
         self._models: dict[ModelVersion, _ModelState] = {}
@@ -255,7 +245,7 @@ class LabelJoinProcessor:
             try:
                 pid, model, version = rec["prediction_id"], rec["model_name"], rec["model_version"]
                 ts, pred = rec["timestamp"], rec["prediction"]
-                _check_ts(ts)
+                _check_prediction(pid, model, version, ts)
             except (KeyError, TypeError) as exc:
                 out.append(invalid(Topic.PREDICTIONS, rec, f"invalid prediction: {_reason(exc)}"))
                 continue
@@ -276,8 +266,7 @@ class LabelJoinProcessor:
         if waiting is not None:
             out.extend(self._join(model, version, pred, waiting))
         else:
-            self._predictions[pid] = (model, version, ts, pred)
-            self._predictions.move_to_end(pid)
+            self._predictions.put(pid, model, version, ts, pred)
 
     def _on_prediction_columns(self, batch: PredictionColumns) -> list[Emit]:
         """:meth:`_on_predictions` of a batch decoded into columns (well-typed predictions
@@ -299,11 +288,10 @@ class LabelJoinProcessor:
         for i in [*hits, len(ids)]:
             if i > start:
                 stretch = timestamps[start:i]
-                self._remember(
-                    ids[start:i],
-                    _pending(model, version, stretch, predictions[start:i]),
-                    max(stretch),
+                self._predictions.remember(
+                    ids[start:i], model, version, stretch, predictions[start:i]
                 )
+                self._see(max(stretch))
             if i < len(ids):
                 self._on_prediction(ids[i], model, version, timestamps[i], predictions[i], out)
             start = i + 1
@@ -327,7 +315,7 @@ class LabelJoinProcessor:
         ids = batch.ids
         pending, labels = self._predictions, self._labels
         hit_ids = [ids[i] for i in hits]
-        if len(set(ids)) != len(ids) or not pending.keys().isdisjoint(hit_ids):
+        if len(set(ids)) != len(ids) or pending.contains_any(hit_ids):
             return False
         newest = max(timestamps)
         seen = newest if self._max_event_ms is None else max(self._max_event_ms, newest)
@@ -337,11 +325,8 @@ class LabelJoinProcessor:
             return False
         for pid in hit_ids:
             del labels[pid]
-        self._remember(
-            ids,
-            _pending(batch.model_name, batch.model_version, timestamps, batch.predictions),
-            newest,
-        )
+        pending.remember(ids, batch.model_name, batch.model_version, timestamps, batch.predictions)
+        self._see(newest)
         out.extend(self._on_labels(waiting))
         return True
 
@@ -362,21 +347,15 @@ class LabelJoinProcessor:
         timestamps = [v[2] for v in pending_values]
         if set(map(type, timestamps)) != {int}:
             return False
-        self._remember(pids, pending_values, max(timestamps))
+        kinds = {*map(type, map(_FIRST, pending_values)), *map(type, map(_SECOND, pending_values))}
+        if kinds != {str}:
+            return False  # (a model name or version that is not text: the loop says so)
+        try:  # (a repeated or already waiting id moves to the end with its last value)
+            self._predictions.remember_rows(pids, pending_values)
+        except (TypeError, ValueError):  # (a time beyond int64, an id that is not text:
+            return False  # nothing changed; the loop dead-letters it)
+        self._see(max(timestamps))
         return True
-
-    def _remember(self, pids: list[str], pending_values: list[tuple], newest: int) -> None:
-        """Keep predictions waiting for their labels (ids, (model, version, ts, prediction)
-        each, the newest ts); a repeated id moves to the end with its new value."""
-        pending = self._predictions
-        size = len(pending)
-        pending.update(zip(pids, pending_values, strict=True))  # new ids appended in order
-        if len(pending) != size + len(pids):
-            # A repeated or already waiting id kept its place: each moves to the end, the
-            # last occurrence deciding (its value is the last one already): the order a
-            # loop of `move_to_end` + set gives.
-            deque(map(pending.move_to_end, pids), maxlen=0)
-        self._see(newest)
 
     def _on_labels(self, records: list[dict]) -> list[Emit]:
         out: list[Emit] = []
@@ -428,7 +407,7 @@ class LabelJoinProcessor:
                     del pids[i:], labels[i:], times[i:]
                     break
                 first[pid] = None
-        preds = list(map(pending.get, pids))
+        preds = pending.get_many(pids)
         if None in preds:
             waiting = preds.index(None)  # the run ends before a label with nothing to join
             if waiting == 0:
@@ -484,8 +463,7 @@ class LabelJoinProcessor:
         """Count joined classification pairs (labels in open windows, ``starts`` theirs) in
         their windows and the detector, in order: what _add_joined does for each, without
         closing windows."""
-        pending = self._predictions
-        deque(map(pending.__delitem__, pids), maxlen=0)  # (each del, at C speed)
+        self._predictions.remove_many(pids)
         predicted = list(map(_PENDING_PREDICTION, preds))
         if set(map(type, predicted)) != {str}:
             predicted = list(map(_class, predicted))
@@ -543,7 +521,7 @@ class LabelJoinProcessor:
                     )
                 ):
                     self._max_event_ms = seen
-                    del pending[pid]
+                    pending.pop(pid)
                     self._add_joined(key, state, pred[3], label, ts, out)
                     continue
             self._on_label(rec, out)
@@ -553,6 +531,7 @@ class LabelJoinProcessor:
         try:
             pid, label, ts = rec["prediction_id"], rec["label"], rec["timestamp"]
             _check_ts(ts)
+            check_id(pid)
             rec["model_name"]
             if label is None or (isinstance(label, float) and not math.isfinite(label)):
                 raise TypeError("label must be a finite number or a string")
@@ -560,7 +539,7 @@ class LabelJoinProcessor:
             out.append(invalid(Topic.LABELS, rec, f"invalid label: {_reason(exc)}"))
             return
         self._see(ts)
-        pred = self._predictions.pop(pid, None)
+        pred = self._predictions.pop(pid)
         if pred is not None and self._expired(pred[2]):
             # expired by event time even if the batch-end sweep has not removed it yet,
             # so the join does not depend on how the stream was batched
@@ -716,12 +695,7 @@ class LabelJoinProcessor:
         if self._max_event_ms is None:
             return []
         horizon = self._max_event_ms - self.ttl_ms
-        while self._predictions:
-            pid, (_, _, ts, _) = next(iter(self._predictions.items()))
-            if ts >= horizon:
-                break
-            del self._predictions[pid]
-            self.counters["predictions_expired"] += 1
+        self.counters["predictions_expired"] += self._predictions.expire(horizon)
         out: list[Emit] = []
         while self._labels:
             pid, rec = next(iter(self._labels.items()))
@@ -735,17 +709,16 @@ class LabelJoinProcessor:
 
     def _cap(self) -> list[Emit]:
         out: list[Emit] = []
+        over = len(self._predictions) + len(self._labels) - self.max_pending
+        if over > 0:
+            self.counters["predictions_evicted"] += self._predictions.evict(over)
         while len(self._predictions) + len(self._labels) > self.max_pending:
-            if self._predictions:
-                self._predictions.popitem(last=False)
-                self.counters["predictions_evicted"] += 1
-            else:
-                _, rec = self._labels.popitem(last=False)
-                out.append(
-                    self._unmatched(
-                        rec, "evicted by the join's memory cap before its prediction arrived"
-                    )
+            _, rec = self._labels.popitem(last=False)  # (predictions went first, above)
+            out.append(
+                self._unmatched(
+                    rec, "evicted by the join's memory cap before its prediction arrived"
                 )
+            )
         return out
 
     def _unmatched(self, rec: dict, why: str) -> Emit:
@@ -779,7 +752,7 @@ class LabelJoinProcessor:
         return pickle.dumps(
             {
                 "version": _SNAPSHOT_VERSION,
-                "predictions": self._predictions,
+                "predictions": self._predictions.state(),
                 "labels": self._labels,
                 "models": models,
                 "max_event_ms": self._max_event_ms,
@@ -790,11 +763,16 @@ class LabelJoinProcessor:
 
     def restore(self, data: bytes) -> None:
         state = pickle.loads(data)
-        if state.get("version") != _SNAPSHOT_VERSION:
-            raise ValueError(
-                f"unsupported LabelJoinProcessor snapshot version {state.get('version')}"
+        version = state.get("version")
+        if version not in (1, _SNAPSHOT_VERSION):
+            raise ValueError(f"unsupported LabelJoinProcessor snapshot version {version}")
+        if version == 1:
+            pending = PendingPredictions.from_items(
+                state["predictions"].items(), native=self._native
             )
-        self._predictions = state["predictions"]
+        else:
+            pending = PendingPredictions.from_state(state["predictions"], native=self._native)
+        self._predictions = pending
         self._labels = state["labels"]
         self._max_event_ms = state["max_event_ms"]
         self.counters = state["counters"]
@@ -832,6 +810,15 @@ def _loss(task: Task, prediction: Any, label: Any) -> float:
     if task == "regression":
         return abs(float(prediction) - float(label))
     return 0.0 if _class(prediction) == _class(label) else 1.0
+
+
+def _check_prediction(pid: Any, model: Any, version: Any, ts: Any) -> None:
+    """What a prediction must be to wait for its label (the event contract's types)."""
+    check_id(pid)
+    if type(model) is not str or type(version) is not str:
+        raise TypeError("model_name and model_version must be strings")
+    _check_ts(ts)
+    check_timestamp(ts)
 
 
 def _check_ts(ts: Any) -> None:

@@ -21,6 +21,7 @@ mod dedup;
 mod ecdf;
 mod hashing;
 mod native_format;
+mod pending;
 mod rowbinary;
 mod strings;
 mod wire;
@@ -643,6 +644,7 @@ fn driftline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize_labels, m)?)?;
     m.add_function(wrap_pyfunction!(feature_columns, m)?)?;
     m.add_class::<dedup::RecentIds>()?;
+    m.add_class::<pending::PendingPredictions>()?;
     m.add_function(wrap_pyfunction!(decode_prediction_columns, m)?)?;
     m.add_function(wrap_pyfunction!(log_frames, m)?)?;
     m.add_function(wrap_pyfunction!(plain_features, m)?)?;
