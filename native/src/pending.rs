@@ -186,6 +186,7 @@ impl PendingPredictions {
         self.check_version(version)?;
         let (text, ts) = (id_text(id)?, timestamp(ts)?);
         self.insert(text, version, ts, prediction);
+        self.maybe_compact();
         Ok(())
     }
 
