@@ -51,13 +51,10 @@ def check_timestamp(ts: Any) -> int:
 
 def _lookup(pid: Any) -> str | None:
     """The key to look ``pid`` up by, or None when it cannot be waiting."""
-    if not isinstance(pid, str):
-        return None
     try:
-        pid.encode("utf-8")
-    except UnicodeEncodeError:
+        return check_id(pid)
+    except TypeError:
         return None
-    return pid
 
 
 class _PyPending:
@@ -281,9 +278,6 @@ class PendingPredictions:
 
     def __len__(self) -> int:
         return len(self._store)
-
-    def __bool__(self) -> bool:
-        return len(self._store) > 0
 
     def state(self) -> dict:
         """What :meth:`from_state` restores: the model versions waiting predictions have,
